@@ -1,0 +1,22 @@
+"""cnnkit: the small helper package of the CNN course.
+
+Each module belongs to a lesson; its docstring says which one.
+
+    setup()        seeds everything and picks a device      (every notebook)
+    data           SmallMNIST and other small real datasets   (data/)
+    conv           convolution and pooling from scratch       (01_convolutions)
+    train          fit / evaluate / predict with live curves  (every notebook)
+    plot           image grids, filters, feature maps, curves (every notebook)
+    check          exercise checks with immediate feedback    (every notebook)
+"""
+
+from cnnkit import check, conv, data, plot, train
+from cnnkit.core import get_device, setup
+from cnnkit.train import History, evaluate, fit, predict
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "setup", "get_device", "fit", "evaluate", "predict", "History",
+    "check", "conv", "data", "plot", "train", "__version__",
+]

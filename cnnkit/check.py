@@ -1,0 +1,217 @@
+"""Exercise checks with immediate feedback.
+
+A check calls the student's function on many inputs and compares it with
+PyTorch or with exact values. It prints one line on success; on failure it
+raises ``ExerciseFailed`` (an AssertionError, so graders count it as failed)
+whose notebook display is the reason and a hint, not a traceback wall. A
+function that still raises ``NotImplementedError`` is reported as
+"not implemented yet".
+
+    def output_size(size, kernel_size, stride=1, padding=0, dilation=1):
+        ...
+    cnnkit.check.output_size(output_size)
+
+See: notebooks/01_convolutions.ipynb
+"""
+
+from __future__ import annotations
+
+import random
+import traceback
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["ExerciseFailed", "NotImplementedYet", "run_check",
+           "output_size", "conv_params", "convolve", "max_pool", "receptive_field"]
+
+
+class ExerciseFailed(AssertionError):
+    """An exercise check failed; shows as a short message in a notebook."""
+
+    def __init__(self, exercise: str, reason: str, hint: str = ""):
+        self.exercise, self.reason, self.hint = exercise, reason, hint
+        super().__init__(f"{exercise}: {reason}" + (f"\nHint: {hint}" if hint else ""))
+
+    def _render_traceback_(self) -> list[str]:
+        # IPython shows these lines instead of the traceback.
+        lines = [f"✘ {self.exercise}: {self.reason}"]
+        if self.hint:
+            lines.append(f"  Hint: {self.hint}")
+        return lines
+
+
+class NotImplementedYet(ExerciseFailed):
+    """The answer is still the stub."""
+
+    def __init__(self, exercise: str):
+        super().__init__(exercise, "not implemented yet",
+                         "replace `raise NotImplementedError()` with your code, run that cell, "
+                         "then run this one again")
+
+
+def _call(exercise: str, fn: Callable, *args, **kwargs):
+    """Call the student's function, turning its exceptions into readable failures."""
+    try:
+        return fn(*args, **kwargs)
+    except NotImplementedError:
+        raise NotImplementedYet(exercise) from None
+    except ExerciseFailed:
+        raise
+    except Exception as exc:  # the student's code crashed: say where, briefly
+        frame = traceback.extract_tb(exc.__traceback__)[-1]
+        shown = ", ".join([*map(_short, args), *(f"{k}={_short(v)}" for k, v in kwargs.items())])
+        raise ExerciseFailed(
+            exercise,
+            f"calling it with ({shown}) raised {type(exc).__name__}: {exc} "
+            f"(line {frame.lineno}: `{(frame.line or '').strip()}`)",
+        ) from None
+
+
+def _short(value) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"tensor of shape {tuple(value.shape)}"
+    return repr(value)
+
+
+def run_check(exercise: str, fn: Callable) -> None:
+    """Fail early and clearly when the answer is not a function at all."""
+    if not callable(fn):
+        raise ExerciseFailed(exercise, f"expected a function, got {type(fn).__name__}",
+                             "pass the function itself, without calling it: check(my_fn), not check(my_fn())")
+
+
+def _passed(exercise: str, n: int) -> None:
+    print(f"✔ {exercise}: passed ({n} checks)")
+
+
+# ----------------------------------------------------------------------------
+# 01_convolutions
+# ----------------------------------------------------------------------------
+
+def output_size(fn: Callable, n: int = 100, seed: int = 0) -> None:
+    """fn(size, kernel_size, stride, padding, dilation) must equal a real nn.Conv2d's output side."""
+    ex = "output_size"
+    run_check(ex, fn)
+    rng = random.Random(seed)
+    cases = [(5, 3, 1, 0, 1), (28, 5, 1, 2, 1), (32, 3, 2, 1, 1), (7, 3, 1, 0, 2), (224, 11, 4, 2, 1)]
+    while len(cases) < n:
+        k, s, p, d = rng.randint(1, 7), rng.randint(1, 4), rng.randint(0, 3), rng.randint(1, 3)
+        size = rng.randint(max(1, d * (k - 1) + 1 - 2 * p), 40)
+        cases.append((size, k, s, p, d))
+    for size, k, s, p, d in cases:
+        got = _call(ex, fn, size, k, s, p, d)
+        layer = nn.Conv2d(1, 1, k, stride=s, padding=p, dilation=d, bias=False)
+        want = layer(torch.zeros(1, 1, size, size)).shape[-1]
+        if got != want:
+            raise ExerciseFailed(
+                ex, f"for size={size}, kernel_size={k}, stride={s}, padding={p}, dilation={d} "
+                    f"you returned {got!r}; a real nn.Conv2d gives {want}",
+                "O = floor((I + 2P - K_eff) / S) + 1 with K_eff = D*(K-1) + 1; use // for the floor")
+    _passed(ex, len(cases))
+
+
+def conv_params(fn: Callable, n: int = 60, seed: int = 0) -> None:
+    """fn(in_channels, out_channels, kernel_size, bias) must equal sum(p.numel()) of nn.Conv2d."""
+    ex = "conv_params"
+    run_check(ex, fn)
+    rng = random.Random(seed)
+    cases = [(64, 128, 3, True), (3, 64, 11, True), (1, 6, 5, False), (256, 256, 1, True)]
+    while len(cases) < n:
+        cases.append((rng.randint(1, 64), rng.randint(1, 64), rng.randint(1, 7), rng.random() < 0.5))
+    for c_in, c_out, k, bias in cases:
+        got = _call(ex, fn, c_in, c_out, k, bias)
+        want = sum(p.numel() for p in nn.Conv2d(c_in, c_out, k, bias=bias).parameters())
+        if got != want:
+            raise ExerciseFailed(
+                ex, f"for in_channels={c_in}, out_channels={c_out}, kernel_size={k}, bias={bias} "
+                    f"you returned {got!r}; nn.Conv2d has {want} parameters",
+                "each of the out_channels kernels spans ALL input channels (k*k*in_channels "
+                "weights) and has one bias if bias=True")
+    _passed(ex, len(cases))
+
+
+def convolve(fn: Callable, n: int = 40, seed: int = 0) -> None:
+    """fn(image (H, W), kernel (K_h, K_w)) must equal F.conv2d (no padding, stride 1)."""
+    ex = "convolve"
+    run_check(ex, fn)
+    image = torch.tensor([[1, 1, 1, 0, 0], [0, 1, 1, 1, 0], [0, 0, 1, 1, 1],
+                          [0, 0, 1, 1, 0], [0, 1, 1, 0, 0]], dtype=torch.float32)
+    kernel = torch.tensor([[1, 0, 1], [0, 1, 0], [1, 0, 1]], dtype=torch.float32)
+    cases = [(image, kernel)]
+    gen = torch.Generator().manual_seed(seed)
+    while len(cases) < n:
+        kh, kw = (int(v) for v in torch.randint(1, 5, (2,), generator=gen))
+        h, w = kh + int(torch.randint(0, 6, (1,), generator=gen)), kw + int(torch.randint(0, 6, (1,), generator=gen))
+        cases.append((torch.randn(h, w, generator=gen), torch.randn(kh, kw, generator=gen)))
+    for img, ker in cases:
+        got = _call(ex, fn, img.clone(), ker.clone())
+        want = F.conv2d(img[None, None], ker[None, None])[0, 0]
+        if not isinstance(got, torch.Tensor):
+            raise ExerciseFailed(ex, f"expected a tensor, got {type(got).__name__}",
+                                 "build the output with torch.zeros(out_h, out_w) and fill it in")
+        if tuple(got.shape) != tuple(want.shape):
+            raise ExerciseFailed(
+                ex, f"for a {tuple(img.shape)} image and a {tuple(ker.shape)} kernel the output "
+                    f"should be {tuple(want.shape)}, you returned {tuple(got.shape)}",
+                "without padding, out_h = H - K_h + 1 and out_w = W - K_w + 1")
+        if not torch.allclose(got.float(), want, atol=1e-4, rtol=1e-4):
+            where = (got.float() - want).abs().argmax()
+            i, j = divmod(int(where), want.shape[1])
+            raise ExerciseFailed(
+                ex, f"for a {tuple(img.shape)} image and a {tuple(ker.shape)} kernel, output[{i}, {j}] "
+                    f"is {float(got[i, j]):.4g}, expected {float(want[i, j]):.4g}",
+                "output[i, j] = sum of image[i:i+K_h, j:j+K_w] * kernel (element-wise, no flip)")
+    _passed(ex, len(cases))
+
+
+def max_pool(fn: Callable, n: int = 40, seed: int = 0) -> None:
+    """fn(image (H, W), size, stride) must equal F.max_pool2d (no padding)."""
+    ex = "max_pool"
+    run_check(ex, fn)
+    notes = torch.tensor([[3, 3, 2, 1, 0], [0, 0, 1, 3, 1], [3, 1, 2, 2, 3],
+                          [2, 0, 0, 2, 2], [2, 0, 0, 0, 1]], dtype=torch.float32)
+    cases = [(notes, 3, 1), (notes, 2, 2)]
+    gen = torch.Generator().manual_seed(seed)
+    while len(cases) < n:
+        size = int(torch.randint(1, 4, (1,), generator=gen))
+        stride = int(torch.randint(1, 4, (1,), generator=gen))
+        h, w = (size + int(v) for v in torch.randint(0, 7, (2,), generator=gen))
+        cases.append((torch.randn(h, w, generator=gen), size, stride))
+    for img, size, stride in cases:
+        got = _call(ex, fn, img.clone(), size, stride)
+        want = F.max_pool2d(img[None, None], size, stride)[0, 0]
+        if not isinstance(got, torch.Tensor) or tuple(got.shape) != tuple(want.shape):
+            shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
+            raise ExerciseFailed(
+                ex, f"for a {tuple(img.shape)} image, size={size}, stride={stride} the output should "
+                    f"have shape {tuple(want.shape)}, you returned {shape}",
+                "O = floor((I - size) / stride) + 1 along each axis")
+        if not torch.allclose(got.float(), want):
+            raise ExerciseFailed(
+                ex, f"wrong values for a {tuple(img.shape)} image, size={size}, stride={stride}: "
+                    f"expected\n{want}\ngot\n{got}",
+                "output[i, j] = max of image[i*stride : i*stride+size, j*stride : j*stride+size]")
+    _passed(ex, len(cases))
+
+
+def receptive_field(fn: Callable, n: int = 50, seed: int = 0) -> None:
+    """fn(num_layers, kernel_size) for stacked stride-1 convolutions, against cnnkit.conv.receptive_field."""
+    from cnnkit.conv import receptive_field as reference
+    ex = "receptive_field"
+    run_check(ex, fn)
+    rng = random.Random(seed)
+    cases = [(1, 3), (2, 3), (3, 3), (1, 5), (4, 7)]
+    while len(cases) < n:
+        cases.append((rng.randint(1, 20), rng.choice([1, 3, 5, 7])))
+    for layers, k in cases:
+        got = _call(ex, fn, layers, k)
+        want = reference([nn.Conv2d(1, 1, k) for _ in range(layers)])
+        if got != want:
+            raise ExerciseFailed(
+                ex, f"{layers} stacked {k}x{k} convolutions (stride 1): you returned {got!r}, "
+                    f"the receptive field is {want}",
+                "each stride-1 KxK layer widens the field by K-1 pixels")
+    _passed(ex, len(cases))
