@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-__all__ = ["SmallMNIST", "data_dir", "verify_file", "load_mnist5k", "stratified_split"]
+__all__ = ["SmallMNIST", "data_dir", "verify_file", "load_mnist5k", "stratified_split",
+           "load_photo", "PHOTOS"]
 
 MNIST5K_FILE = "mnist5k/mnist_5k.csv.gz"
 MNIST_CLASSES = [f"{d} - {w}" for d, w in enumerate(
@@ -146,3 +147,34 @@ class SmallMNIST(Dataset):
     def __repr__(self) -> str:
         split = "train" if self.train else "test"
         return f"SmallMNIST(split={split}, n={len(self)}, transform={self.transform!r})"
+
+
+# Photos bundled with scikit-image (no download): name -> (description, licence).
+PHOTOS = {
+    "camera": ("the 'cameraman', grayscale 512x512", "CC0 (Lav Varshney)"),
+    "astronaut": ("astronaut Eileen Collins, RGB 512x512", "public domain (NASA)"),
+    "chelsea": ("Chelsea the cat, RGB 300x451", "CC0 (Stefan van der Walt)"),
+    "coffee": ("a cup of espresso, RGB 400x600", "CC0 (Rachel Michetti)"),
+    "coins": ("Greek coins, grayscale 303x384", "CC0 / public domain (Walters Art Museum)"),
+    "brick": ("a brick wall texture, grayscale 512x512", "CC0 (Stefan van der Walt)"),
+}
+
+
+def load_photo(name: str = "camera", gray: bool = False) -> torch.Tensor:
+    """A real photo bundled with scikit-image as a float tensor (C, H, W) in [0, 1].
+
+    gray=True converts RGB photos to one channel (ITU-R 601 luma weights).
+    Names: see ``cnnkit.data.PHOTOS`` (each with its licence).
+    """
+    if name not in PHOTOS:
+        raise ValueError(f"unknown photo {name!r}; choose one of {sorted(PHOTOS)}")
+    try:
+        import skimage.data
+    except ImportError as exc:  # pragma: no cover - scikit-image is in the pinned stack
+        raise ImportError("load_photo needs scikit-image: run `make setup` "
+                          "or `pip install scikit-image`") from exc
+    image = torch.from_numpy(getattr(skimage.data, name)().copy()).float().div_(255)
+    image = image.unsqueeze(0) if image.dim() == 2 else image.permute(2, 0, 1)  # (C, H, W)
+    if gray and image.shape[0] == 3:
+        image = (0.299 * image[0] + 0.587 * image[1] + 0.114 * image[2]).unsqueeze(0)
+    return image

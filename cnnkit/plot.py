@@ -19,7 +19,7 @@ import torch
 from matplotlib.figure import Figure
 
 __all__ = ["show_images", "show_filters", "show_feature_maps", "plot_history",
-           "compare_histories", "show_matrix"]
+           "compare_histories", "show_matrix", "show_conv_windows"]
 
 
 def _to_numpy_images(images) -> np.ndarray:
@@ -165,9 +165,11 @@ def show_matrix(ax, matrix, title: str | None = None, cmap: str = "Blues",
     highlight: optional (top, left, height, width) box drawn in red.
     """
     m = np.asarray(matrix.detach().cpu() if isinstance(matrix, torch.Tensor) else matrix, dtype=float)
-    ax.imshow(m, cmap=cmap, vmin=min(m.min(), 0), vmax=m.max() * 1.6 + 1e-9)
+    finite = m[~np.isnan(m)] if np.isfinite(m).any() else np.zeros(1)
+    ax.imshow(m, cmap=cmap, vmin=min(finite.min(), 0), vmax=finite.max() * 1.6 + 1e-9)
     for (i, j), v in np.ndenumerate(m):
-        ax.text(j, i, fmt.format(v), ha="center", va="center", fontsize=11)
+        if not np.isnan(v):  # NaN cells are left blank ("not computed yet")
+            ax.text(j, i, fmt.format(v), ha="center", va="center", fontsize=11)
     ax.set_xticks([])
     ax.set_yticks([])
     if highlight is not None:
@@ -176,3 +178,32 @@ def show_matrix(ax, matrix, title: str | None = None, cmap: str = "Blues",
                                                   edgecolor="red", linewidth=2.5))
     if title:
         ax.set_title(title)
+
+
+def show_conv_windows(ax, size: int = 7, kernel_size: int = 3, stride: int = 1,
+                      padding: int = 0, dilation: int = 1, windows: int = 2) -> None:
+    """Draw a size x size input (grey), its zero padding (white) and the pixels
+    read by the first `windows` kernel positions along the top row (coloured dots)."""
+    from cnnkit.conv import conv_output_size
+    full = size + 2 * padding
+    for r in range(full):
+        for c in range(full):
+            inside = padding <= r < padding + size and padding <= c < padding + size
+            ax.add_patch(matplotlib.patches.Rectangle(
+                (c - 0.5, r - 0.5), 1, 1, facecolor="0.8" if inside else "white",
+                edgecolor="0.5", linestyle="-" if inside else ":", linewidth=0.8))
+    colours, markers = ["tab:red", "tab:blue", "tab:green"], ["o", "s", "^"]
+    for w in range(windows):
+        for u in range(kernel_size):
+            for v in range(kernel_size):
+                ax.plot(w * stride + v * dilation + 0.15 * (w - (windows - 1) / 2), u * dilation,
+                        markers[w % 3], color=colours[w % 3], markersize=7,
+                        label=f"window {w + 1}" if u == v == 0 else None)
+    out = conv_output_size(size, kernel_size, stride, padding, dilation)
+    ax.set_xlim(-0.6, full - 0.4)
+    ax.set_ylim(full - 0.4, -0.6)
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(f"K={kernel_size}, S={stride}, P={padding}, D={dilation}\n"
+                 f"{size}x{size} -> {out}x{out}", fontsize=10)

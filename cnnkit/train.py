@@ -167,14 +167,15 @@ def fit(model: nn.Module, train, val=None, *, epochs: int = 10, lr: float = 1e-3
     plot = _LivePlot(title) if (live_plot if live_plot is not None else _in_notebook()) else None
 
     from tqdm.auto import tqdm
-    epoch_bar = tqdm(range(1, epochs + 1), desc="epochs", unit="epoch", disable=not progress)
+    # One bar for the whole run (one output line in a notebook), counting batches.
+    bar = tqdm(total=epochs * len(train_loader), unit="batch", disable=not progress)
     try:
-        for epoch in epoch_bar:
+        for epoch in range(1, epochs + 1):
             start = time.perf_counter()
             epoch_lr = optimizer.param_groups[0]["lr"]
-            batch_bar = tqdm(train_loader, desc=f"epoch {epoch}", leave=False,
-                             unit="batch", disable=not progress)
-            train_loss, train_acc = _train_one_epoch(model, batch_bar, optimizer, loss_fn, device)
+            bar.set_description(f"epoch {epoch}/{epochs}")
+            train_loss, train_acc = _train_one_epoch(model, train_loader, optimizer, loss_fn,
+                                                     device, bar)
             metrics = None if val_loader is None else evaluate(
                 model, val_loader, loss_fn=loss_fn, device=device)
             if scheduler is not None:
@@ -187,7 +188,7 @@ def fit(model: nn.Module, train, val=None, *, epochs: int = 10, lr: float = 1e-3
                 history.val_acc.append(metrics["accuracy"])
             history.lr.append(epoch_lr)
             history.seconds.append(time.perf_counter() - start)
-            epoch_bar.set_postfix(_postfix(history), refresh=False)
+            bar.set_postfix(_postfix(history))
             if plot is not None:
                 plot.update(history)
     except KeyboardInterrupt:
@@ -195,11 +196,12 @@ def fit(model: nn.Module, train, val=None, *, epochs: int = 10, lr: float = 1e-3
         print(f"Training interrupted after {history.epochs} full epoch(s); "
               "the model keeps its current weights and the history is returned.")
     finally:
-        epoch_bar.close()
+        bar.close()
     return history
 
 
-def _train_one_epoch(model, batches: Iterable, optimizer, loss_fn, device) -> tuple[float, float]:
+def _train_one_epoch(model, batches: Iterable, optimizer, loss_fn, device,
+                     bar=None) -> tuple[float, float]:
     """One pass over the data; returns (mean loss, accuracy) over the examples seen."""
     model.train()
     total_loss = torch.zeros((), device=device)
@@ -220,6 +222,8 @@ def _train_one_epoch(model, batches: Iterable, optimizer, loss_fn, device) -> tu
         else:
             total_correct += correct
         seen += len(x)
+        if bar is not None:
+            bar.update()
     if seen == 0:
         raise ValueError("the training data yielded no batches")
     accuracy = total_correct.item() / seen if classification else math.nan

@@ -120,3 +120,16 @@ def test_data_dir_can_be_moved_with_environment(tmp_path, monkeypatch):
 def test_stratified_split_rejects_bad_fraction():
     with pytest.raises(ValueError, match="test_fraction"):
         data.stratified_split(np.zeros(10), 1.5)
+
+
+@pytest.mark.parametrize("name", sorted(data.PHOTOS))
+def test_bundled_photos_load_offline(name):
+    photo = data.load_photo(name)
+    assert photo.dim() == 3 and photo.shape[0] in (1, 3) and photo.dtype == torch.float32
+    assert 0 <= float(photo.min()) and float(photo.max()) <= 1
+    assert data.load_photo(name, gray=True).shape[0] == 1
+
+
+def test_unknown_photo_lists_the_choices():
+    with pytest.raises(ValueError, match="camera"):
+        data.load_photo("mona_lisa")

@@ -1,0 +1,150 @@
+"""Every course notebook: hygiene of the committed file, a FAST papermill run within
+its budget, and nbval on the cells whose outputs are deterministic.
+
+The hygiene tests are instant; the executing ones are marked `notebook`
+(`make test-fast` skips them).
+"""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from cnnkit import nbtools
+
+from conftest import NOTEBOOKS, ROOT
+
+ids = [p.stem for p in NOTEBOOKS]
+MACHINE_PATH = re.compile(r"(/home/|/root/|/Users/|/tmp/|/work/|[A-Za-z]:\\\\|site-packages|\.venv/)")
+SOLUTION = ("### BEGIN SOLUTION", "### END SOLUTION")
+HIDDEN = ("### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS")
+
+
+def test_there_are_notebooks():
+    assert NOTEBOOKS, "no notebooks found in notebooks/"
+
+
+def code_cells(nb):
+    return [c for c in nb.cells if c.cell_type == "code"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+class TestHygiene:
+    def test_valid_and_course_kernel(self, path):
+        nb = nbformat.read(path, as_version=4)
+        nbformat.validate(nb)
+        assert nb.metadata.kernelspec.name == "cnn-course"
+        assert nb.metadata.cnnkit.fast_budget_seconds > 0
+
+    def test_executed_top_to_bottom_in_one_kernel(self, path):
+        nb = nbformat.read(path, as_version=4)
+        counts = [c.execution_count for c in code_cells(nb) if c.source.strip()]
+        assert counts == list(range(1, len(counts) + 1)), \
+            "re-run the notebook top to bottom in a fresh kernel (scripts/execute_notebooks.py)"
+
+    def test_no_errors_or_warnings_in_outputs(self, path):
+        nb = nbformat.read(path, as_version=4)
+        for i, cell in enumerate(code_cells(nb)):
+            for out in cell.outputs:
+                assert out.output_type != "error", f"code cell {i} has an error output"
+                if out.output_type == "stream" and out.name == "stderr":
+                    assert "Warning" not in out.text, f"code cell {i} shows a warning: {out.text[:200]}"
+
+    def test_no_machine_specific_paths(self, path):
+        text = path.read_text()
+        hits = sorted(set(m.group(0) for m in MACHINE_PATH.finditer(text)))
+        assert not hits, f"machine-specific paths in {path.name}: {hits}"
+
+    def test_one_parameters_cell_with_fast_false(self, path):
+        nb = nbformat.read(path, as_version=4)
+        assert nbtools.parameters_cell(nb).source.strip().splitlines()[-1].replace(" ", "") == "FAST=False"
+        assert nbtools.notebook_parameters(path)["FAST"] is False
+
+    def test_has_outputs_and_figures(self, path):
+        nb = nbformat.read(path, as_version=4)
+        images = sum("image/png" in o.get("data", {}) for c in code_cells(nb) for o in c.outputs)
+        assert images >= 3, "a lesson without figures? (were the outputs cleared?)"
+
+    def test_exercise_metadata_is_well_formed(self, path):
+        nb = nbformat.read(path, as_version=4)
+        grade_ids, exercises = set(), 0
+        cells = nb.cells
+        for i, cell in enumerate(cells):
+            meta = cell.metadata.get("nbgrader")
+            src = cell.source
+            for begin, end in (SOLUTION, HIDDEN):
+                assert src.count(begin) == src.count(end) <= 1, f"cell {i}: unbalanced {begin!r}"
+                if begin in src:
+                    assert src.index(begin) < src.index(end), f"cell {i}: {end!r} before {begin!r}"
+            if SOLUTION[0] in src:
+                assert meta and meta["solution"] and not meta["grade"], f"cell {i}: solution cell metadata"
+            if HIDDEN[0] in src:
+                assert meta and meta["grade"], f"cell {i}: hidden tests outside a graded test cell"
+            if not meta:
+                continue
+            assert meta["schema_version"] == 3 and cell.cell_type == "code"
+            assert meta["grade_id"] not in grade_ids, f"duplicate grade_id {meta['grade_id']}"
+            grade_ids.add(meta["grade_id"])
+            if meta["solution"]:
+                exercises += 1
+                assert SOLUTION[0] in src, f"cell {i}: solution cell without markers"
+                nxt = cells[i + 1]
+                tmeta = nxt.metadata.get("nbgrader", {})
+                assert tmeta.get("grade") and tmeta.get("points", 0) > 0 and tmeta.get("locked"), \
+                    f"cell {i}: a solution cell must be followed by a locked, graded test cell"
+                assert "cnnkit.check." in nxt.source, f"cell {i + 1}: public checks come from cnnkit.check"
+        assert exercises >= 4, f"{path.name} has {exercises} graded exercises; every notebook needs at least 4"
+
+
+def fast_copy(path, tmp_path):
+    """The committed notebook with FAST = True in its parameters cell, outputs kept (for nbval)."""
+    nb = nbformat.read(path, as_version=4)
+    nbtools.parameters_cell(nb).source = "FAST = True"
+    out = tmp_path / path.name
+    nbformat.write(nb, out)
+    return out
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_runs_in_fast_mode_within_budget(path, tmp_path):
+    budget = nbformat.read(path, as_version=4).metadata.cnnkit.fast_budget_seconds
+    nb, seconds = nbtools.run_notebook(path, tmp_path / path.name, parameters={"FAST": True},
+                                       cell_timeout=budget)
+    print(f"{path.name}: {seconds:.0f} s in FAST mode (budget {budget} s)")
+    assert seconds <= budget, f"{path.name} took {seconds:.0f} s in FAST mode, budget {budget} s"
+    assert not any(o.output_type == "error" for c in nb.cells for o in c.get("outputs", []))
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_deterministic_outputs_match_committed(path, tmp_path):
+    """nbval --nbval-lax: cells tagged nbval-check-output must reproduce their committed output."""
+    copy = fast_copy(path, tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env",
+         "--nbval-sanitize-with", str(ROOT / "tests" / "nbval_sanitize.cfg"),
+         "-p", "no:cacheprovider", "-p", "no:xdist", "-q", str(copy)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=1200,
+    )
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+    assert re.search(r"\d+ passed", result.stdout)
+
+
+def test_unknown_parameter_is_rejected():
+    with pytest.raises(ValueError, match="unknown parameter.*fast"):
+        nbtools.run_notebook(NOTEBOOKS[0], parameters={"fast": True})
+
+
+def test_parameters_cell_is_required(tmp_path):
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("FAST = False")])
+    path = tmp_path / "x.ipynb"
+    nbformat.write(nb, path)
+    with pytest.raises(ValueError, match="parameters"):
+        nbtools.notebook_parameters(path)
+    with pytest.raises(FileNotFoundError):
+        nbtools.notebook_parameters(tmp_path / "missing.ipynb")
