@@ -60,8 +60,8 @@ bench: setup
 	$(PY) benchmarks/bench_fit.py
 	$(PY) benchmarks/bench_conv.py
 
-lock:
-	$(PYTHON) scripts/lock.py
+lock: setup
+	$(PY) scripts/lock.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info
