@@ -42,8 +42,13 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 kernel: setup
 	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (CNN course)"
 
+# Extra options for JupyterLab, e.g. make lab LAB_ARGS="--no-browser --port 8890".
+# As root (containers, WSL), Jupyter refuses to start without --allow-root.
+LAB_ARGS ?=
+ROOT_FLAG := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root,)
+
 lab: setup
-	$(BIN)/jupyter lab --notebook-dir=notebooks
+	$(BIN)/jupyter lab --notebook-dir=notebooks $(ROOT_FLAG) $(LAB_ARGS)
 
 # pytest exits 5 when it collects no test; that is a failure for us only if
 # nothing ran at all, which the test suite itself prevents, so pass it through.

@@ -60,3 +60,10 @@ def test_cnnkit_declares_loose_lower_bounds():
     deps = re.search(r"dependencies = \[(.*?)\]", text, re.S).group(1)
     assert "==" not in deps, "cnnkit itself must not pin exact versions (it runs on older torch too)"
     assert '"torch>=' in deps
+
+
+def test_course_kernel_is_registered():
+    """make setup registers the kernel the notebooks ask for (metadata kernelspec cnn-course)."""
+    from jupyter_client.kernelspec import KernelSpecManager
+    specs = KernelSpecManager().find_kernel_specs()
+    assert "cnn-course" in specs, f"kernel cnn-course not registered (found {sorted(specs)}); run make setup"
