@@ -25,7 +25,7 @@ import numbers
 import random
 from typing import Callable, Iterable, Sequence
 
-__all__ = ["Value", "numerical_grad", "draw", "Neuron", "Layer", "MLP"]
+__all__ = ["Value", "numerical_grad", "path_products", "draw", "Neuron", "Layer", "MLP"]
 
 
 def _check_number(x, what: str) -> float:
@@ -193,6 +193,25 @@ def numerical_grad(f: Callable[..., float], xs: Sequence[float], eps: float = 1e
     return grads
 
 
+def path_products(root: Value, leaf: Value) -> list[tuple[list[Value], float]]:
+    """Every path from `leaf` up to `root`, with the product of local derivatives along it.
+
+    The chain rule says d root / d leaf = sum of these products; backward() gets the
+    same number without listing the paths (their count can grow exponentially).
+    """
+    paths = []
+
+    def walk(node: Value, trail: list[Value], product: float) -> None:
+        if node is leaf:
+            paths.append((list(reversed(trail + [node])), product))
+            return
+        for parent, local in zip(node._parents, node._local_grads):
+            walk(parent, trail + [node], product * local)
+
+    walk(root, [], 1.0)
+    return paths
+
+
 def draw(root: Value, figsize: tuple[float, float] | None = None, title: str | None = None):
     """Draw the graph of `root` left to right (inputs to output) with data and grad.
 
@@ -214,7 +233,10 @@ def draw(root: Value, figsize: tuple[float, float] | None = None, title: str | N
         columns.setdefault(depth[id(node)], []).append(node)
     height = max(len(c) for c in columns.values())
     pos = {}
-    for d, nodes in columns.items():
+    for d in sorted(columns):
+        nodes = columns[d]
+        if d > 0:  # barycentre ordering: a node sits near the nodes it reads from (fewer crossings)
+            nodes.sort(key=lambda n: -sum(pos[id(p)][1] for p in n._parents) / len(n._parents))
         for k, node in enumerate(nodes):
             pos[id(node)] = (d * 2.6, ((len(nodes) - 1) / 2 - k) * 1.3)   # centred column
     fig = Figure(figsize=figsize or (2.3 * len(columns) + 1, 1.1 * height + 1.2), layout="constrained")
@@ -223,8 +245,10 @@ def draw(root: Value, figsize: tuple[float, float] | None = None, title: str | N
         x, y = pos[id(node)]
         for parent in node._parents:
             px, py = pos[id(parent)]
+            skips = depth[id(node)] - depth[id(parent)] > 1   # curve edges that jump a column
             ax.annotate("", xy=(x - 0.75, y), xytext=(px + 0.75, py),
-                        arrowprops=dict(arrowstyle="->", color="0.45", lw=1.2))
+                        arrowprops=dict(arrowstyle="->", color="0.45", lw=1.2,
+                                        connectionstyle="arc3,rad=-0.3" if skips else "arc3"))
         text = (f"{node.label + ' | ' if node.label else ''}{node._op or 'input'}\n"
                 f"data {node.data:.4g}\ngrad {node.grad:.4g}")
         colour = "#dbe9f6" if node.is_leaf else ("#fde2c8" if node is root else "#e8e8e8")

@@ -25,7 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["ExerciseFailed", "NotImplementedYet", "run_check",
-           "output_size", "conv_params", "convolve", "max_pool", "receptive_field"]
+           "output_size", "conv_params", "convolve", "max_pool", "receptive_field",
+           "sigmoid_grad", "path_sum", "numerical_derivative", "mlp_params"]
 
 
 class ExerciseFailed(AssertionError):
@@ -214,4 +215,87 @@ def receptive_field(fn: Callable, n: int = 50, seed: int = 0) -> None:
                 ex, f"{layers} stacked {k}x{k} convolutions (stride 1): you returned {got!r}, "
                     f"the receptive field is {want}",
                 "each stride-1 KxK layer widens the field by K-1 pixels")
+    _passed(ex, len(cases))
+
+
+# ----------------------------------------------------------------------------
+# 02_backprop
+# ----------------------------------------------------------------------------
+
+def sigmoid_grad(fn: Callable, n: int = 200, seed: int = 0) -> None:
+    """fn(x: float) -> d sigmoid(x) / dx, against torch.autograd."""
+    ex = "sigmoid_grad"
+    run_check(ex, fn)
+    rng = random.Random(seed)
+    xs = [0.0, 1.0, -1.0, 4.0, -4.0, 10.0] + [rng.uniform(-8, 8) for _ in range(n - 6)]
+    for x in xs:
+        got = _call(ex, fn, x)
+        t = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+        torch.sigmoid(t).backward()
+        want = t.grad.item()
+        if not isinstance(got, (int, float)) and not (isinstance(got, torch.Tensor) and got.numel() == 1):
+            raise ExerciseFailed(ex, f"expected a number, got {type(got).__name__}")
+        if abs(float(got) - want) > 1e-9 + 1e-7 * abs(want):
+            raise ExerciseFailed(ex, f"at x={x:.4g} you returned {float(got):.6g}, torch.autograd gives {want:.6g}",
+                                 "sigmoid'(x) = sigmoid(x) * (1 - sigmoid(x)); at x = 0 it is 0.25")
+    _passed(ex, len(xs))
+
+
+def path_sum(fn: Callable, n: int = 200, seed: int = 0) -> None:
+    """fn(x, y) -> d f / d y for f(x, y) = tanh(x * y + y), against torch.autograd."""
+    ex = "path_sum"
+    run_check(ex, fn)
+    rng = random.Random(seed)
+    cases = [(2.0, -0.5), (0.0, 1.0), (-1.0, 3.0)] + [(rng.uniform(-2, 2), rng.uniform(-2, 2))
+                                                      for _ in range(n - 3)]
+    for x, y in cases:
+        got = _call(ex, fn, x, y)
+        tx = torch.tensor(x, dtype=torch.float64)
+        ty = torch.tensor(y, dtype=torch.float64, requires_grad=True)
+        torch.tanh(tx * ty + ty).backward()
+        want = ty.grad.item()
+        if abs(float(got) - want) > 1e-9 + 1e-7 * abs(want):
+            raise ExerciseFailed(
+                ex, f"at x={x:.4g}, y={y:.4g} you returned {float(got):.6g}, torch.autograd gives {want:.6g}",
+                "y reaches the output along two paths (through x*y, and directly into the sum); "
+                "multiply the local derivatives along each path, then add the two products")
+    _passed(ex, len(cases))
+
+
+def numerical_derivative(fn: Callable) -> None:
+    """fn(f, x, eps) must be the central difference (f(x + eps) - f(x - eps)) / (2 eps)."""
+    import math
+    ex = "numerical_derivative"
+    run_check(ex, fn)
+    cases = [(math.sin, x, math.cos(x)) for x in (-2.0, 0.0, 0.7, 3.0)]
+    cases += [(math.exp, 1.0, math.e), (lambda t: t ** 2, 3.0, 6.0)]
+    for f, x, want in cases:
+        got = _call(ex, fn, f, x, 1e-5)
+        if abs(float(got) - want) > 1e-6:
+            raise ExerciseFailed(ex, f"at x={x} you returned {float(got):.8g}, the derivative is {want:.8g}",
+                                 "(f(x + eps) - f(x - eps)) / (2 * eps)")
+    # Only the central difference has an O(eps^2) error: for x^3 at x = 1 it gives 3 + eps^2 exactly.
+    got = float(_call(ex, fn, lambda t: t ** 3, 1.0, 1e-2))
+    if abs(got - 3.0001) > 1e-8:
+        raise ExerciseFailed(ex, f"for f(x) = x^3 at x = 1 with eps = 0.01 you returned {got:.6g}; the central "
+                                 f"difference gives 3.0001 (a one-sided difference gives about 3.0301)",
+                             "use both sides: f(x + eps) and f(x - eps), divided by 2 * eps")
+    _passed(ex, len(cases) + 1)
+
+
+def mlp_params(fn: Callable, n: int = 50, seed: int = 0) -> None:
+    """fn(sizes) -> parameters of an MLP with layer sizes [inputs, hidden..., outputs], biases included."""
+    ex = "mlp_params"
+    run_check(ex, fn)
+    rng = random.Random(seed)
+    cases = [[784, 128, 64, 10], [2, 1], [3, 4, 4, 1]]
+    while len(cases) < n:
+        cases.append([rng.randint(1, 50) for _ in range(rng.randint(2, 6))])
+    for sizes in cases:
+        got = _call(ex, fn, list(sizes))
+        net = nn.Sequential(*[nn.Linear(a, b) for a, b in zip(sizes, sizes[1:])])
+        want = sum(p.numel() for p in net.parameters())
+        if got != want:
+            raise ExerciseFailed(ex, f"for sizes={sizes} you returned {got!r}; sum(p.numel()) gives {want}",
+                                 "each layer has inputs*outputs weights plus one bias per output unit")
     _passed(ex, len(cases))

@@ -10,6 +10,7 @@ See: notebooks/01_convolutions.ipynb, data/README.md
 from __future__ import annotations
 
 import functools
+import math
 import hashlib
 import os
 from pathlib import Path
@@ -19,7 +20,7 @@ import torch
 from torch.utils.data import Dataset
 
 __all__ = ["SmallMNIST", "data_dir", "verify_file", "load_mnist5k", "stratified_split",
-           "load_photo", "PHOTOS"]
+           "load_photo", "PHOTOS", "toy_2d"]
 
 MNIST5K_FILE = "mnist5k/mnist_5k.csv.gz"
 MNIST_CLASSES = [f"{d} - {w}" for d, w in enumerate(
@@ -178,3 +179,37 @@ def load_photo(name: str = "camera", gray: bool = False) -> torch.Tensor:
     if gray and image.shape[0] == 3:
         image = (0.299 * image[0] + 0.587 * image[1] + 0.114 * image[2]).unsqueeze(0)
     return image
+
+
+def toy_2d(kind: str = "moons", n: int = 200, noise: float = 0.1,
+           seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """A 2-D two-class toy dataset: X float (n, 2), y int64 (n,) in {0, 1}.
+
+    kind: "blobs" (linearly separable), "moons", "circles" or "xor" (not separable
+    by one line). Generated from `seed`, so it is the same everywhere.
+    """
+    kinds = ("blobs", "moons", "circles", "xor")
+    if kind not in kinds:
+        raise ValueError(f"kind must be one of {kinds}, got {kind!r}")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 2:
+        raise ValueError(f"n must be an int >= 2, got {n!r}")
+    gen = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 2                                          # balanced classes
+    if kind == "blobs":
+        centres = torch.tensor([[-1.0, -0.5], [1.0, 0.5]])
+        x = centres[y] + 0.6 * torch.randn(n, 2, generator=gen)
+    elif kind == "moons":
+        t = torch.rand(n, generator=gen) * math.pi
+        upper = torch.stack([torch.cos(t), torch.sin(t)], 1)
+        lower = torch.stack([1 - torch.cos(t), 0.5 - torch.sin(t)], 1)
+        x = torch.where(y[:, None] == 0, upper, lower) - torch.tensor([0.5, 0.25])
+    elif kind == "circles":
+        t = torch.rand(n, generator=gen) * 2 * math.pi
+        radius = torch.where(y == 0, 1.0, 0.45)
+        x = radius[:, None] * torch.stack([torch.cos(t), torch.sin(t)], 1)
+    else:  # xor: four clusters, opposite corners share a class
+        corner = torch.randint(0, 2, (n,), generator=gen)
+        signs = torch.stack([2.0 * corner - 1, (2.0 * corner - 1) * (1 - 2.0 * y)], 1)
+        x = signs * 0.8
+    x = x + noise * torch.randn(n, 2, generator=gen)
+    return x.float(), y.long()

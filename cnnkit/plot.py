@@ -19,7 +19,7 @@ import torch
 from matplotlib.figure import Figure
 
 __all__ = ["show_images", "show_filters", "show_feature_maps", "plot_history",
-           "compare_histories", "show_matrix", "show_conv_windows"]
+           "compare_histories", "show_matrix", "show_conv_windows", "decision_boundary"]
 
 
 def _to_numpy_images(images) -> np.ndarray:
@@ -207,3 +207,32 @@ def show_conv_windows(ax, size: int = 7, kernel_size: int = 3, stride: int = 1,
     ax.set_yticks([])
     ax.set_title(f"K={kernel_size}, S={stride}, P={padding}, D={dilation}\n"
                  f"{size}x{size} -> {out}x{out}", fontsize=10)
+
+
+def decision_boundary(predict, x: torch.Tensor, y: torch.Tensor, ax=None, title: str | None = None,
+                      resolution: int = 150, margin: float = 0.5):
+    """Shade P(class 1) over the plane, draw the 0.5 contour and the points.
+
+    predict: a function from a (M, 2) float tensor to M probabilities of class 1.
+    Returns the Figure (a new one unless `ax` is given).
+    """
+    x = torch.as_tensor(x, dtype=torch.float32)
+    lo, hi = x.min(0).values - margin, x.max(0).values + margin
+    g0, g1 = torch.meshgrid(torch.linspace(float(lo[0]), float(hi[0]), resolution),
+                            torch.linspace(float(lo[1]), float(hi[1]), resolution), indexing="xy")
+    grid = torch.stack([g0.flatten(), g1.flatten()], 1)                   # (M, 2)
+    with torch.no_grad():
+        p = torch.as_tensor(predict(grid), dtype=torch.float32).reshape(g0.shape)
+    fig = None
+    if ax is None:
+        fig = Figure(figsize=(4.5, 4), layout="constrained")
+        ax = fig.subplots()
+    ax.contourf(g0, g1, p, levels=np.linspace(0, 1, 11), cmap="RdBu_r", alpha=0.35)
+    ax.contour(g0, g1, p, levels=[0.5], colors="k", linewidths=1.5)
+    ax.scatter(x[:, 0], x[:, 1], c=np.asarray(y), cmap="bwr", edgecolors="k", s=18, linewidths=0.5)
+    ax.set_xlim(float(lo[0]), float(hi[0]))
+    ax.set_ylim(float(lo[1]), float(hi[1]))
+    ax.set_aspect("equal")
+    if title:
+        ax.set_title(title)
+    return fig if fig is not None else ax.figure

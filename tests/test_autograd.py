@@ -258,3 +258,17 @@ def test_mlp_learns_xor():
             p.data -= 0.2 * p.grad
     assert loss.data < 1e-3
     assert all((net(x).data > 0) == (y > 0) for x, y in data)
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(graphs)
+def test_sum_over_paths_equals_backward(graph):
+    leaf_values, program = graph
+    assume(len(program) <= 10)            # the number of paths can grow exponentially
+    from cnnkit.autograd import path_products
+    ours = [Value(v) for v in leaf_values]
+    out = build(ours, program)
+    out.backward()
+    for leaf in ours:
+        total = sum(product for _, product in path_products(out, leaf))
+        assert total == pytest.approx(leaf.grad, rel=1e-9, abs=1e-12)

@@ -1,5 +1,7 @@
 """cnnkit.check: right answers pass, wrong ones fail with a reason, stubs say so."""
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -17,6 +19,10 @@ RIGHT = {
     check.convolve: lambda img, k: F.conv2d(img[None, None], k[None, None])[0, 0],
     check.max_pool: lambda img, s, st: F.max_pool2d(img[None, None], s, st)[0, 0],
     check.receptive_field: lambda n, k: n * (k - 1) + 1,
+    check.sigmoid_grad: lambda x: math.exp(-x) / (1 + math.exp(-x)) ** 2,
+    check.path_sum: lambda x, y: (1 - math.tanh(x * y + y) ** 2) * (x + 1),
+    check.numerical_derivative: lambda f, x, eps: (f(x + eps) - f(x - eps)) / (2 * eps),
+    check.mlp_params: lambda sizes: sum(a * b + b for a, b in zip(sizes, sizes[1:])),
 }
 
 WRONG = {
@@ -25,6 +31,10 @@ WRONG = {
     check.convolve: lambda img, k: F.conv2d(img[None, None], k.flip(0, 1)[None, None])[0, 0],  # flips
     check.max_pool: lambda img, s, st: F.avg_pool2d(img[None, None], s, st)[0, 0],             # averages
     check.receptive_field: lambda n, k: n * k,
+    check.sigmoid_grad: lambda x: 0.25,
+    check.path_sum: lambda x, y: (1 - math.tanh(x * y + y) ** 2) * x,          # misses the direct path
+    check.numerical_derivative: lambda f, x, eps: (f(x + eps) - f(x)) / eps,    # one-sided
+    check.mlp_params: lambda sizes: sum(a * b for a, b in zip(sizes, sizes[1:])),  # forgets biases
 }
 
 

@@ -133,3 +133,20 @@ def test_bundled_photos_load_offline(name):
 def test_unknown_photo_lists_the_choices():
     with pytest.raises(ValueError, match="camera"):
         data.load_photo("mona_lisa")
+
+
+@pytest.mark.parametrize("kind", ["blobs", "moons", "circles", "xor"])
+def test_toy_2d_is_balanced_reproducible_and_shaped(kind):
+    x, y = data.toy_2d(kind, n=101, seed=3)
+    assert x.shape == (101, 2) and x.dtype == torch.float32 and y.dtype == torch.int64
+    assert set(y.tolist()) == {0, 1} and abs(int(y.sum()) - 50) <= 1
+    x2, y2 = data.toy_2d(kind, n=101, seed=3)
+    assert torch.equal(x, x2) and torch.equal(y, y2)
+    assert not torch.equal(x, data.toy_2d(kind, n=101, seed=4)[0])
+
+
+def test_toy_2d_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="kind"):
+        data.toy_2d("spirals")
+    with pytest.raises(ValueError, match="n must"):
+        data.toy_2d(n=1)
