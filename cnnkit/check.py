@@ -26,7 +26,8 @@ from torch import nn
 
 __all__ = ["ExerciseFailed", "NotImplementedYet", "run_check",
            "output_size", "conv_params", "convolve", "max_pool", "receptive_field",
-           "sigmoid_grad", "path_sum", "numerical_derivative", "mlp_params"]
+           "sigmoid_grad", "path_sum", "numerical_derivative", "mlp_params",
+           "batch_norm_train", "layer_norm_rows", "he_std", "eval_predict"]
 
 
 class ExerciseFailed(AssertionError):
@@ -299,3 +300,99 @@ def mlp_params(fn: Callable, n: int = 50, seed: int = 0) -> None:
             raise ExerciseFailed(ex, f"for sizes={sizes} you returned {got!r}; sum(p.numel()) gives {want}",
                                  "each layer has inputs*outputs weights plus one bias per output unit")
     _passed(ex, len(cases))
+
+
+# ----------------------------------------------------------------------------
+# 03_normalization
+# ----------------------------------------------------------------------------
+
+def _compare_tensor(ex: str, got, want: torch.Tensor, what: str, hint: str, atol: float = 1e-5) -> None:
+    if not isinstance(got, torch.Tensor):
+        raise ExerciseFailed(ex, f"expected a tensor, got {type(got).__name__}", hint)
+    if tuple(got.shape) != tuple(want.shape):
+        raise ExerciseFailed(ex, f"{what}: expected shape {tuple(want.shape)}, got {tuple(got.shape)}", hint)
+    if not torch.allclose(got.to(want.dtype), want, atol=atol, rtol=1e-4):
+        err = (got.to(want.dtype) - want).abs().max().item()
+        raise ExerciseFailed(ex, f"{what}: values differ from PyTorch by up to {err:.3g}", hint)
+
+
+def batch_norm_train(fn: Callable, n: int = 40, seed: int = 0) -> None:
+    """fn(x (N, C), eps) -> batch norm in training mode without gamma/beta, against F.batch_norm."""
+    ex = "batch_norm_train"
+    run_check(ex, fn)
+    gen = torch.Generator().manual_seed(seed)
+    for i in range(n):
+        rows, cols = int(torch.randint(2, 40, (1,), generator=gen)), int(torch.randint(1, 8, (1,), generator=gen))
+        x = torch.randn(rows, cols, generator=gen) * (1 + 5 * torch.rand(cols, generator=gen)) + 3
+        got = _call(ex, fn, x.clone(), 1e-5)
+        want = F.batch_norm(x, None, None, training=True, eps=1e-5)
+        _compare_tensor(ex, got, want, f"for x of shape {tuple(x.shape)}",
+                        "per column (feature): subtract the mean over the batch (dim=0) and divide by "
+                        "sqrt(biased variance + eps): x.var(dim=0, unbiased=False)")
+    _passed(ex, n)
+
+
+def layer_norm_rows(fn: Callable, n: int = 40, seed: int = 0) -> None:
+    """fn(x (N, D), eps) -> layer norm over each row without gamma/beta, against F.layer_norm."""
+    ex = "layer_norm_rows"
+    run_check(ex, fn)
+    gen = torch.Generator().manual_seed(seed)
+    for i in range(n):
+        rows, cols = int(torch.randint(1, 20, (1,), generator=gen)), int(torch.randint(2, 30, (1,), generator=gen))
+        x = torch.randn(rows, cols, generator=gen) * 4 - 2
+        got = _call(ex, fn, x.clone(), 1e-5)
+        want = F.layer_norm(x, (cols,), eps=1e-5)
+        _compare_tensor(ex, got, want, f"for x of shape {tuple(x.shape)}",
+                        "per row (example): mean and biased variance over dim=1, keepdim=True")
+    _passed(ex, n)
+
+
+def he_std(fn: Callable) -> None:
+    """fn(in_channels, kernel_size) -> the He std of a ReLU conv layer, against torch.nn.init."""
+    import math
+    ex = "he_std"
+    run_check(ex, fn)
+    cases = [(1, 3), (3, 7), (64, 3), (256, 1), (16, 5), (512, 3)]
+    for c_in, k in cases:
+        got = _call(ex, fn, c_in, k)
+        fan_in = nn.init._calculate_fan_in_and_fan_out(torch.empty(8, c_in, k, k))[0]
+        want = nn.init.calculate_gain("relu") / math.sqrt(fan_in)
+        if not isinstance(got, (int, float)) or abs(got - want) > 1e-9:
+            raise ExerciseFailed(ex, f"for in_channels={c_in}, kernel_size={k} you returned {got!r}, "
+                                     f"He initialisation uses std = {want:.6g}",
+                                 "std = sqrt(2 / fan_in), and fan_in of a conv layer = in_channels * k * k")
+    _passed(ex, len(cases))
+
+
+def eval_predict(fn: Callable) -> None:
+    """fn(model, x) must return the model's eval-mode output without a graph, and restore its mode."""
+    ex = "eval_predict"
+    run_check(ex, fn)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Dropout(0.5), nn.Linear(8, 3))
+    for _ in range(20):
+        model(torch.randn(32, 4) * 2 + 1)          # give the running statistics something to hold
+    for mode, x in ((True, torch.randn(1, 4)), (True, torch.randn(5, 4)), (False, torch.randn(5, 4))):
+        model.train(mode)
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        got = _call(ex, fn, model, x)
+        mode_after = model.training
+        model.eval()
+        with torch.no_grad():
+            want = model(x)
+        model.train(mode)
+        if not isinstance(got, torch.Tensor) or got.shape != want.shape or not torch.allclose(got, want, atol=1e-6):
+            raise ExerciseFailed(ex, f"for a batch of {len(x)} the output is not the eval-mode output "
+                                     "(running statistics, no dropout)", "call model.eval() before the forward pass")
+        if got.requires_grad:
+            raise ExerciseFailed(ex, "the output still carries an autograd graph",
+                                 "wrap the forward pass in `with torch.no_grad():`")
+        changed = [k for k, v in model.state_dict().items() if not torch.equal(v, before[k])]
+        if changed:
+            raise ExerciseFailed(ex, f"predicting changed the model's state: {changed}",
+                                 "in eval mode batch norm must not update its running statistics")
+        if mode_after != mode:
+            raise ExerciseFailed(ex, f"the model was in {'train' if mode else 'eval'} mode before and is in "
+                                     f"{'train' if mode_after else 'eval'} mode after",
+                                 "remember `was_training = model.training` and call model.train(was_training) at the end")
+    _passed(ex, 3)

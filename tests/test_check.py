@@ -13,6 +13,21 @@ def stub(*args, **kwargs):
     raise NotImplementedError()
 
 
+def good_predict(model, x):
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        out = model(x)
+    model.train(was_training)
+    return out
+
+
+def forgetful_predict(model, x):          # leaves the model in eval mode
+    model.eval()
+    with torch.no_grad():
+        return model(x)
+
+
 RIGHT = {
     check.output_size: conv.conv_output_size,
     check.conv_params: conv.conv_params,
@@ -23,6 +38,10 @@ RIGHT = {
     check.path_sum: lambda x, y: (1 - math.tanh(x * y + y) ** 2) * (x + 1),
     check.numerical_derivative: lambda f, x, eps: (f(x + eps) - f(x - eps)) / (2 * eps),
     check.mlp_params: lambda sizes: sum(a * b + b for a, b in zip(sizes, sizes[1:])),
+    check.batch_norm_train: lambda x, eps: (x - x.mean(0)) / (x.var(0, unbiased=False) + eps).sqrt(),
+    check.layer_norm_rows: lambda x, eps: (x - x.mean(1, keepdim=True)) / (x.var(1, unbiased=False, keepdim=True) + eps).sqrt(),
+    check.he_std: lambda c, k: math.sqrt(2 / (c * k * k)),
+    check.eval_predict: good_predict,
 }
 
 WRONG = {
@@ -35,6 +54,10 @@ WRONG = {
     check.path_sum: lambda x, y: (1 - math.tanh(x * y + y) ** 2) * x,          # misses the direct path
     check.numerical_derivative: lambda f, x, eps: (f(x + eps) - f(x)) / eps,    # one-sided
     check.mlp_params: lambda sizes: sum(a * b for a, b in zip(sizes, sizes[1:])),  # forgets biases
+    check.batch_norm_train: lambda x, eps: (x - x.mean(0)) / (x.var(0) + eps).sqrt(),   # unbiased variance
+    check.layer_norm_rows: lambda x, eps: (x - x.mean(0)) / (x.var(0, unbiased=False) + eps).sqrt(),  # columns
+    check.he_std: lambda c, k: math.sqrt(2 / c),                                      # forgets the kernel
+    check.eval_predict: forgetful_predict,
 }
 
 
