@@ -10,8 +10,8 @@ BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 STAMP  := $(VENV)/.cnnkit-installed
 KERNEL := cnn-course
-# Two workers for a 2-core machine; each kernel and worker then uses one thread,
-# which also makes reruns give the same numbers.
+# Two workers for a 2-core machine (worksteal balances the long notebook runs);
+# each kernel and worker then uses one thread, which also makes reruns give the same numbers.
 JOBS   ?= 2
 PYTEST_ARGS ?=
 
@@ -54,7 +54,7 @@ lab: setup
 # nothing ran at all, which the test suite itself prevents, so pass it through.
 test: setup
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 MPLBACKEND=Agg CNNKIT_DEVICE=cpu \
-	  $(PY) -m pytest -n $(JOBS) --dist loadscope $(PYTEST_ARGS) tests; \
+	  $(PY) -m pytest -n $(JOBS) --dist worksteal $(PYTEST_ARGS) tests; \
 	  status=$$?; if [ $$status -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$status
 
 # Unit tests only (no notebook execution): seconds, for quick iterations.

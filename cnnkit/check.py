@@ -27,7 +27,8 @@ from torch import nn
 __all__ = ["ExerciseFailed", "NotImplementedYet", "run_check",
            "output_size", "conv_params", "convolve", "max_pool", "receptive_field",
            "sigmoid_grad", "path_sum", "numerical_derivative", "mlp_params",
-           "batch_norm_train", "layer_norm_rows", "he_std", "eval_predict"]
+           "batch_norm_train", "layer_norm_rows", "he_std", "eval_predict",
+           "topk_accuracy", "inception_block", "residual_block", "head_in_features"]
 
 
 class ExerciseFailed(AssertionError):
@@ -396,3 +397,110 @@ def eval_predict(fn: Callable) -> None:
                                      f"{'train' if mode_after else 'eval'} mode after",
                                  "remember `was_training = model.training` and call model.train(was_training) at the end")
     _passed(ex, 3)
+
+
+# ----------------------------------------------------------------------------
+# 04_architectures
+# ----------------------------------------------------------------------------
+
+def topk_accuracy(fn: Callable, n: int = 30, seed: int = 0) -> None:
+    """fn(logits (N, C), targets (N,), k) -> fraction of rows whose target is among the k largest."""
+    ex = "topk_accuracy"
+    run_check(ex, fn)
+    gen = torch.Generator().manual_seed(seed)
+    for i in range(n):
+        rows, classes = int(torch.randint(1, 50, (1,), generator=gen)), int(torch.randint(2, 20, (1,), generator=gen))
+        k = int(torch.randint(1, classes + 1, (1,), generator=gen))
+        logits = torch.randn(rows, classes, generator=gen)
+        targets = torch.randint(0, classes, (rows,), generator=gen)
+        got = _call(ex, fn, logits.clone(), targets.clone(), k)
+        want = (logits.topk(k, dim=1).indices == targets[:, None]).any(dim=1).float().mean().item()
+        if not isinstance(got, (int, float, torch.Tensor)) or abs(float(got) - want) > 1e-6:
+            raise ExerciseFailed(ex, f"for {rows} rows, {classes} classes and k={k} you returned {got!r}, "
+                                     f"expected {want:.4f}",
+                                 "logits.topk(k, dim=1).indices gives the k best classes of each row; "
+                                 "a row counts if its target is among them; return the fraction as a float")
+    _passed(ex, n)
+
+
+def inception_block(fn: Callable) -> None:
+    """fn(c_in, c1, c3_reduce, c3, c5_reduce, c5, pool_proj) -> an nn.Module with the four branches."""
+    from cnnkit.models import Inception
+    ex = "inception_block"
+    run_check(ex, fn)
+    cases = [(192, 64, 96, 128, 16, 32, 32), (16, 4, 8, 8, 2, 4, 4), (32, 8, 4, 16, 4, 8, 2)]
+    for widths in cases:
+        block = _call(ex, fn, *widths)
+        if not isinstance(block, nn.Module):
+            raise ExerciseFailed(ex, f"expected an nn.Module, got {type(block).__name__}")
+        x = torch.randn(2, widths[0], 9, 9)
+        out = _call(ex, block, x)
+        c_out = widths[1] + widths[3] + widths[5] + widths[6]
+        if tuple(out.shape) != (2, c_out, 9, 9):
+            raise ExerciseFailed(ex, f"for widths {widths} and a (2, {widths[0]}, 9, 9) input the output should be "
+                                     f"(2, {c_out}, 9, 9), got {tuple(out.shape)}",
+                                 "pad each branch so it keeps H x W (3x3: padding 1, 5x5: padding 2, max pool: "
+                                 "stride 1, padding 1), then torch.cat along dim=1")
+        convs = sorted(tuple(m.weight.shape) for m in block.modules() if isinstance(m, nn.Conv2d))
+        want = sorted(tuple(m.weight.shape) for m in Inception(*widths, five="5x5").modules()
+                      if isinstance(m, nn.Conv2d))
+        if convs != want:
+            raise ExerciseFailed(ex, f"for widths {widths} the convolution weights have shapes {convs}, "
+                                     f"an Inception block has {want}",
+                                 "branches: 1x1 | 1x1 -> 3x3 | 1x1 -> 5x5 | 3x3 max pool -> 1x1")
+    _passed(ex, len(cases))
+
+
+def residual_block(cls) -> None:
+    """cls(channels) -> a basic residual block: relu(bn2(conv2(relu(bn1(conv1(x))))) + x)."""
+    ex = "residual_block"
+    if not isinstance(cls, type) or not issubclass(cls, nn.Module):
+        raise ExerciseFailed(ex, f"expected an nn.Module class, got {cls!r}", "define `class ResidualBlock(nn.Module)`")
+    for channels in (4, 16):
+        torch.manual_seed(0)
+        block = _call(ex, cls, channels)
+        convs = [m for m in block.modules() if isinstance(m, nn.Conv2d)]
+        bns = [m for m in block.modules() if isinstance(m, nn.BatchNorm2d)]
+        if len(convs) != 2 or len(bns) != 2 or any(tuple(c.weight.shape) != (channels, channels, 3, 3) for c in convs):
+            raise ExerciseFailed(ex, f"expected two {channels}->{channels} 3x3 convolutions and two BatchNorm2d, found "
+                                     f"{[tuple(c.weight.shape) for c in convs]} and {len(bns)} batch norms",
+                                 "conv3x3 -> BN -> ReLU -> conv3x3 -> BN, plus the shortcut")
+        x = torch.randn(3, channels, 8, 8)
+        out = _call(ex, block, x)
+        if tuple(out.shape) != tuple(x.shape):
+            raise ExerciseFailed(ex, f"output shape {tuple(out.shape)} differs from the input's {tuple(x.shape)}",
+                                 "use padding=1 in the 3x3 convolutions")
+        with torch.no_grad():                      # with the residual branch silenced, out = relu(x)
+            for bn in bns:
+                bn.weight.zero_()
+                bn.bias.zero_()
+            silenced = block(x)
+        if not torch.allclose(silenced, torch.relu(x), atol=1e-6):
+            raise ExerciseFailed(ex, "with the convolution branch switched off the block should return relu(x); "
+                                     "the shortcut is missing or misplaced",
+                                 "out = relu(F(x) + x): add x before the final ReLU")
+        if (silenced < 0).any():
+            raise ExerciseFailed(ex, "the output has negative values: the final ReLU is missing",
+                                 "out = relu(F(x) + x)")
+    _passed(ex, 2)
+
+
+def head_in_features(fn: Callable) -> None:
+    """fn(features, input_size) -> in_features the first Linear after Flatten needs."""
+    ex = "head_in_features"
+    run_check(ex, fn)
+    cases = [
+        (nn.Sequential(nn.Conv2d(1, 6, 5), nn.MaxPool2d(2), nn.Conv2d(6, 16, 5), nn.MaxPool2d(2)), (1, 1, 32, 32)),
+        (nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.MaxPool2d(2)), (1, 3, 64, 48)),
+        (nn.Sequential(nn.Conv2d(3, 4, 7, stride=2, padding=3), nn.ReLU(), nn.Conv2d(4, 10, 3, stride=2)), (2, 3, 50, 50)),
+        (nn.Sequential(nn.Conv2d(1, 5, 3), nn.AdaptiveAvgPool2d(1)), (1, 1, 17, 23)),
+    ]
+    for features, size in cases:
+        got = _call(ex, fn, features, size)
+        with torch.no_grad():
+            want = features(torch.zeros(size)).flatten(1).shape[1]
+        if got != want:
+            raise ExerciseFailed(ex, f"for input {size} and features {features} you returned {got!r}, "
+                                     f"Flatten produces {want} numbers",
+                                 "run the features once on torch.zeros(input_size) and read the shape")
+    _passed(ex, len(cases))

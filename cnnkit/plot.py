@@ -19,7 +19,8 @@ import torch
 from matplotlib.figure import Figure
 
 __all__ = ["show_images", "show_filters", "show_feature_maps", "plot_history",
-           "compare_histories", "show_matrix", "show_conv_windows", "decision_boundary"]
+           "compare_histories", "show_matrix", "show_conv_windows", "decision_boundary",
+           "layer_diagram", "block_diagram"]
 
 
 def _to_numpy_images(images) -> np.ndarray:
@@ -236,3 +237,100 @@ def decision_boundary(predict, x: torch.Tensor, y: torch.Tensor, ax=None, title:
     if title:
         ax.set_title(title)
     return fig if fig is not None else ax.figure
+
+
+def _box(ax, x, y, text, w=1.6, h=0.6, color="#dbe9f6"):
+    ax.add_patch(matplotlib.patches.FancyBboxPatch((x - w / 2, y - h / 2), w, h, boxstyle="round,pad=0.03",
+                                                   facecolor=color, edgecolor="0.3"))
+    ax.text(x, y, text, ha="center", va="center", fontsize=8)
+
+
+def _arrow(ax, start, end, **kw):
+    ax.annotate("", xy=end, xytext=start, arrowprops=dict(arrowstyle="->", color="0.35", lw=1.2, **kw))
+
+
+def layer_diagram(model, input_size, title: str | None = None, max_layers: int = 30) -> Figure:
+    """A left-to-right block diagram of a Sequential-like model: one box per top-level
+    layer with its type and output shape (from one forward pass on zeros)."""
+    children = list(model.named_children())
+    if not children or len(children) > max_layers:
+        raise ValueError(f"layer_diagram draws models with 1..{max_layers} top-level layers, got {len(children)}")
+    shapes, hooks = {}, []
+    for name, child in children:
+        hooks.append(child.register_forward_hook(
+            lambda m, i, o, name=name: shapes.__setitem__(name, tuple(o.shape[1:]))))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(*input_size))
+    finally:
+        model.train(was_training)
+        for h in hooks:
+            h.remove()
+    colours = {"Conv2d": "#f4c7a1", "Linear": "#c9e4c5", "MaxPool2d": "#dbe9f6", "AvgPool2d": "#dbe9f6",
+               "AdaptiveAvgPool2d": "#dbe9f6"}
+    fig = Figure(figsize=(1.25 * len(children) + 1.2, 2.4), layout="constrained")
+    ax = fig.subplots()
+    _box(ax, 0, 0, "input\n" + "x".join(map(str, input_size[1:])), w=1.05, h=1.1, color="white")
+    for k, (name, child) in enumerate(children, start=1):
+        kind = type(child).__name__
+        shape = "x".join(map(str, shapes.get(name, ())))
+        _box(ax, 1.25 * k, 0, f"{kind}\n{shape}", w=1.05, h=1.1, color=colours.get(kind, "#eeeeee"))
+        _arrow(ax, (1.25 * (k - 1) + 0.53, 0), (1.25 * k - 0.53, 0))
+    ax.set_xlim(-0.7, 1.25 * len(children) + 0.7)
+    ax.set_ylim(-0.9, 0.9)
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def block_diagram(kind: str, title: str | None = None, ax=None):
+    """Hand-laid diagrams of the blocks in lecture 04: "inception", "residual" or "bottleneck".
+
+    Draws into `ax` if given; returns the Figure.
+    """
+    if ax is None:
+        fig = Figure(figsize=(7.5, 4.2) if kind == "inception" else (4.2, 5.2), layout="constrained")
+        ax = fig.subplots()
+    if kind == "inception":
+        _box(ax, 3, 4, "previous layer", w=2.4, color="white")
+        columns = [["1x1 conv"], ["1x1 conv\n(bottleneck)", "3x3 conv"], ["1x1 conv\n(bottleneck)", "5x5 conv"],
+                   ["3x3 max pool", "1x1 conv"]]
+        for c, ops in enumerate(columns):
+            x = 0.75 + 1.5 * c
+            for r, op in enumerate(ops):
+                y = 2.9 - 1.0 * r - (0.5 if len(ops) == 1 else 0)
+                _box(ax, x, y, op, w=1.3, h=0.65, color="#c9e4c5" if "1x1" in op else "#f4c7a1")
+            _arrow(ax, (3, 3.7), (x, 2.9 + 0.33 - (0.5 if len(ops) == 1 else 0)))
+            if len(ops) == 2:
+                _arrow(ax, (x, 2.57), (x, 2.23))
+            _arrow(ax, (x, 1.57 if len(ops) == 2 else 2.07), (3, 0.83))
+        _box(ax, 3, 0.5, "concatenate along channels", w=3.2, color="#dbe9f6")
+        ax.set_xlim(-0.2, 6.2)
+        ax.set_ylim(0, 4.5)
+    elif kind in ("residual", "bottleneck"):
+        ops = (["3x3 conv, BN, ReLU", "3x3 conv, BN"] if kind == "residual"
+               else ["1x1 conv (reduce), BN, ReLU", "3x3 conv, BN, ReLU", "1x1 conv (expand x4), BN"])
+        _box(ax, 1.5, 5.3, "x", w=1.0, color="white")
+        y = 4.3
+        _arrow(ax, (1.5, 5.0), (1.5, y + 0.3))
+        for op in ops:
+            _box(ax, 1.5, y, op, w=2.4, color="#f4c7a1" if "3x3" in op else "#c9e4c5")
+            y -= 1.0
+            _arrow(ax, (1.5, y + 0.7), (1.5, y + 0.3))
+        _box(ax, 1.5, y, "+", w=0.6, h=0.5, color="#fde2c8")
+        ax.annotate("", xy=(1.8, y), xytext=(1.75, 5.3), arrowprops=dict(
+            arrowstyle="->", color="tab:red", lw=2, connectionstyle="arc3,rad=-0.6"))
+        ax.text(3.25, (5.3 + y) / 2, "identity\nshortcut", color="tab:red", fontsize=9, ha="center")
+        _arrow(ax, (1.5, y - 0.25), (1.5, y - 0.65))
+        _box(ax, 1.5, y - 0.95, "ReLU", w=1.0, h=0.5, color="white")
+        ax.set_xlim(-0.2, 3.9)
+        ax.set_ylim(y - 1.4, 5.7)
+    else:
+        raise ValueError(f"kind must be 'inception', 'residual' or 'bottleneck', got {kind!r}")
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title)
+    return ax.figure

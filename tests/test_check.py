@@ -13,6 +13,25 @@ def stub(*args, **kwargs):
     raise NotImplementedError()
 
 
+from torch import nn
+from cnnkit.models import Inception
+
+
+class GoodBlock(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.c1, self.b1 = nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c)
+        self.c2, self.b2 = nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c)
+
+    def forward(self, x):
+        return torch.relu(self.b2(self.c2(torch.relu(self.b1(self.c1(x))))) + x)
+
+
+class NoShortcutBlock(GoodBlock):
+    def forward(self, x):
+        return torch.relu(self.b2(self.c2(torch.relu(self.b1(self.c1(x))))))
+
+
 def good_predict(model, x):
     was_training = model.training
     model.eval()
@@ -42,6 +61,10 @@ RIGHT = {
     check.layer_norm_rows: lambda x, eps: (x - x.mean(1, keepdim=True)) / (x.var(1, unbiased=False, keepdim=True) + eps).sqrt(),
     check.he_std: lambda c, k: math.sqrt(2 / (c * k * k)),
     check.eval_predict: good_predict,
+    check.topk_accuracy: lambda lg, t, k: (lg.topk(k, 1).indices == t[:, None]).any(1).float().mean().item(),
+    check.inception_block: lambda *w: Inception(*w, five="5x5"),
+    check.residual_block: GoodBlock,
+    check.head_in_features: lambda f, size: f(torch.zeros(size)).flatten(1).shape[1],
 }
 
 WRONG = {
@@ -58,6 +81,10 @@ WRONG = {
     check.layer_norm_rows: lambda x, eps: (x - x.mean(0)) / (x.var(0, unbiased=False) + eps).sqrt(),  # columns
     check.he_std: lambda c, k: math.sqrt(2 / c),                                      # forgets the kernel
     check.eval_predict: forgetful_predict,
+    check.topk_accuracy: lambda lg, t, k: (lg.argmax(1) == t).float().mean().item(),      # top-1 only
+    check.inception_block: lambda *w: Inception(*w, five="3x3"),                          # 3x3 for the 5x5
+    check.residual_block: NoShortcutBlock,
+    check.head_in_features: lambda f, size: f(torch.zeros(size)).shape[1],                # channels only
 }
 
 
@@ -78,10 +105,17 @@ def test_wrong_answer_fails_with_reason_and_hint(checker):
     assert lines[0].startswith("✘") and "Hint" in lines[1]
 
 
+class StubBlock(nn.Module):
+    """What the student release of a class exercise looks like."""
+    def __init__(self, channels):
+        super().__init__()
+        raise NotImplementedError()
+
+
 @pytest.mark.parametrize("checker", list(RIGHT), ids=lambda c: c.__name__)
 def test_stub_reports_not_implemented_yet(checker):
     with pytest.raises(check.NotImplementedYet, match="not implemented yet"):
-        checker(stub)
+        checker(StubBlock if checker is check.residual_block else stub)
 
 
 def test_crash_in_student_code_is_summarised():
