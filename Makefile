@@ -10,17 +10,19 @@ BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 STAMP  := $(VENV)/.cnnkit-installed
 KERNEL := cnn-course
-# Two workers for a 2-core machine (worksteal balances the long notebook runs);
+# Two workers for a 2-core machine (loadgroup: grading tests share one worker, the rest spread);
 # each kernel and worker then uses one thread, which also makes reruns give the same numbers.
 JOBS   ?= 2
 PYTEST_ARGS ?=
 
-.PHONY: help setup lab test test-fast bench kernel lock clean
+.PHONY: help setup lab test test-fast bench kernel lock clean student grade
 
 help:
 	@echo "make lab     - set up .venv and open JupyterLab on notebooks/"
 	@echo "make test    - set up .venv and run all tests (unit + notebooks in FAST mode)"
 	@echo "make bench   - print the speed ratios (fit overhead, im2col conv vs F.conv2d)"
+	@echo "make student - write the student release of notebooks/ into student/ (FORCE=1 to replace it)"
+	@echo "make grade   - grade submissions/<student>/<notebook>.ipynb into grades/ (SUBMISSIONS=dir)"
 	@echo "make lock    - re-resolve constraints.txt from requirements.txt"
 	@echo "make clean   - remove .venv and caches"
 
@@ -54,7 +56,7 @@ lab: setup
 # nothing ran at all, which the test suite itself prevents, so pass it through.
 test: setup
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 MPLBACKEND=Agg CNNKIT_DEVICE=cpu \
-	  $(PY) -m pytest -n $(JOBS) --dist worksteal $(PYTEST_ARGS) tests; \
+	  $(PY) -m pytest -n $(JOBS) --dist loadgroup $(PYTEST_ARGS) tests; \
 	  status=$$?; if [ $$status -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$status
 
 # Unit tests only (no notebook execution): seconds, for quick iterations.
@@ -64,6 +66,15 @@ test-fast: setup
 bench: setup
 	$(PY) benchmarks/bench_fit.py
 	$(PY) benchmarks/bench_conv.py
+
+# Instructor tools (README, "For instructors").
+SUBMISSIONS ?= submissions
+GRADE_ARGS  ?= -p FAST True
+student: setup
+	$(PY) -m cnnkit release --out student $(if $(FORCE),--force,)
+
+grade: setup
+	$(PY) -m cnnkit grade $(SUBMISSIONS) --out grades -j $(JOBS) $(GRADE_ARGS)
 
 lock: setup
 	$(PY) scripts/lock.py

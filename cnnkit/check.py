@@ -28,7 +28,7 @@ __all__ = ["ExerciseFailed", "NotImplementedYet", "run_check",
            "output_size", "conv_params", "convolve", "max_pool", "receptive_field",
            "sigmoid_grad", "path_sum", "numerical_derivative", "mlp_params",
            "batch_norm_train", "layer_norm_rows", "he_std", "eval_predict",
-           "topk_accuracy", "inception_block", "residual_block", "head_in_features"]
+           "topk_accuracy", "inception_block", "residual_block", "head_in_features", "Score"]
 
 
 class ExerciseFailed(AssertionError):
@@ -504,3 +504,30 @@ def head_in_features(fn: Callable) -> None:
                                      f"Flatten produces {want} numbers",
                                  "run the features once on torch.zeros(input_size) and read the shape")
     _passed(ex, len(cases))
+
+
+# ----------------------------------------------------------------------------
+# Partial credit
+# ----------------------------------------------------------------------------
+
+class Score:
+    """Partial credit: make it the LAST expression of a test cell, e.g.
+
+        cnnkit.check.Score(passed_cases, total_cases)
+
+    The grader reads it from the cell's result (never from printed text) and
+    awards earned/possible of the exercise's points.
+    """
+
+    def __init__(self, earned: float, possible: float):
+        if possible <= 0:
+            raise ValueError(f"possible must be positive, got {possible}")
+        self.fraction = max(0.0, min(1.0, earned / possible))
+        self.earned, self.possible = earned, possible
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        text = f"partial credit: {self.earned:g} of {self.possible:g} ({self.fraction:.0%})"
+        return {"text/plain": text, "application/vnd.cnnkit.score+json": {"earned": self.fraction}}
+
+    def __repr__(self) -> str:
+        return f"Score({self.earned!r}, {self.possible!r})"
