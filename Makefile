@@ -15,7 +15,7 @@ KERNEL := cnn-course
 JOBS   ?= 2
 PYTEST_ARGS ?=
 
-.PHONY: help setup lab test test-fast bench kernel lock clean student grade
+.PHONY: help setup lab test test-fast bench kernel lock clean student grade tensorboard
 
 help:
 	@echo "make lab     - set up .venv and open JupyterLab on notebooks/"
@@ -23,6 +23,7 @@ help:
 	@echo "make bench   - print the speed ratios (fit overhead, im2col conv vs F.conv2d)"
 	@echo "make student - write the student release of notebooks/ into student/ (FORCE=1 to replace it)"
 	@echo "make grade   - grade submissions/<student>/<notebook>.ipynb into grades/ (SUBMISSIONS=dir)"
+	@echo "make tensorboard - serve the training runs in runs/ on http://127.0.0.1:6006"
 	@echo "make lock    - re-resolve constraints.txt from requirements.txt"
 	@echo "make clean   - remove .venv and caches"
 
@@ -66,6 +67,10 @@ test-fast: setup
 bench: setup
 	$(PY) benchmarks/bench_fit.py
 	$(PY) benchmarks/bench_conv.py
+
+# The local training dashboard: runs written by cnnkit.fit(..., log_dir="runs/NAME").
+tensorboard: setup
+	$(BIN)/tensorboard --logdir runs --host 127.0.0.1
 
 # Instructor tools (README, "For instructors").
 SUBMISSIONS ?= submissions

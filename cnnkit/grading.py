@@ -284,9 +284,9 @@ class Kernel:
                 return result
 
     def _after_timeout(self) -> RunResult:
-        """Interrupt; if the kernel does not come back within 5 s, restart it."""
+        """Interrupt; if the kernel does not come back within 15 s, restart it."""
         self.km.interrupt_kernel()
-        alive = self.run_quiet("None", 5.0)
+        alive = self.run_quiet("None", 15.0)
         if not alive:
             self.restart()
             return RunResult("timeout", "TimeoutError", "time limit exceeded; the kernel was restarted")
@@ -419,17 +419,6 @@ def grade_submission(student: str, path: Path, source_path: Path, parameters: di
     done: list[str] = [GUARD_SETUP]
     kernel.run(GUARD_SETUP, context_timeout)
 
-    def run_context(code: str, limit: float) -> RunResult:
-        generation = kernel.generation
-        res = kernel.run(code, limit)
-        if res.status == "dead":
-            replay()
-        elif res.status == "timeout":
-            recover_after_timeout(generation)
-        elif res.status == "ok":
-            done.append(code)
-        return res
-
     def replay(restart: bool = True) -> None:
         """Rebuild the kernel state after a death or a hang: restart, re-run what succeeded."""
         if restart:
@@ -438,11 +427,23 @@ def grade_submission(student: str, path: Path, source_path: Path, parameters: di
         for code in done:
             kernel.run(code, context_timeout)
 
-    def recover_after_timeout(generation: int) -> None:
-        if kernel.generation != generation:          # the kernel had to be restarted
-            replay(restart=False)
-        elif not kernel.run_quiet("None", 5):
+    def execute(code: str, limit: float) -> RunResult:
+        """Run code; whatever happened to the kernel, leave it in the state `done` describes."""
+        generation = kernel.generation
+        res = kernel.run(code, limit)
+        if res.status == "dead":
             replay()
+        elif kernel.generation != generation:        # it hung and had to be restarted
+            replay(restart=False)
+        elif res.status == "timeout" and not kernel.run_quiet("None", 15):
+            replay()
+        return res
+
+    def run_context(code: str, limit: float) -> RunResult:
+        res = execute(code, limit)
+        if res.status == "ok":
+            done.append(code)
+        return res
 
     try:
         for i, cell in enumerate(source.cells):
@@ -454,16 +455,13 @@ def grade_submission(student: str, path: Path, source_path: Path, parameters: di
                 if code is None:
                     row(e, "missing", "no answer cell with this exercise id was found")
                     continue
-                generation = kernel.generation
-                res = kernel.run(code, timeout)
+                res = execute(code, timeout)
                 if res.status == "ok":
                     done.append(code)
                 elif res.status == "dead":
                     row(e, "error", _message(res, "answer cell"))
-                    replay()
                 elif res.status == "timeout":
                     row(e, "timeout", _message(res, "answer cell"))
-                    recover_after_timeout(generation)
                 else:
                     row(e, "error", _message(res, "answer cell"))
                 continue
@@ -471,21 +469,18 @@ def grade_submission(student: str, path: Path, source_path: Path, parameters: di
                 e = by_test[i]
                 if e.grade_id in rows:          # missing, or the answer cell already failed
                     continue
-                kernel.run(GUARD, 30)
+                execute(GUARD, context_timeout)
                 public, hidden = _split_test(cell.source)
                 outcome = None
                 for part, code in (("public checks", public), ("hidden tests", hidden)):
                     if not code.strip():
                         continue
-                    generation = kernel.generation
-                    res = kernel.run(code, timeout)
+                    res = execute(code, timeout)
                     if res.status == "dead":
                         outcome = ("error", _message(res, part), 0.0)
-                        replay()
                         break
                     if res.status == "timeout":
                         outcome = ("timeout", _message(res, part), 0.0)
-                        recover_after_timeout(generation)
                         break
                     if res.status == "error":
                         failed = res.ename in ("AssertionError", "ExerciseFailed", "NotImplementedYet")
