@@ -28,7 +28,8 @@ __all__ = ["ExerciseFailed", "NotImplementedYet", "run_check",
            "output_size", "conv_params", "convolve", "max_pool", "receptive_field",
            "sigmoid_grad", "path_sum", "numerical_derivative", "mlp_params",
            "batch_norm_train", "layer_norm_rows", "he_std", "eval_predict",
-           "topk_accuracy", "inception_block", "residual_block", "head_in_features", "Score"]
+           "topk_accuracy", "inception_block", "residual_block", "head_in_features", "Score",
+           "should_stop", "epoch_to_keep", "step_lr", "overfitting_epoch"]
 
 
 class ExerciseFailed(AssertionError):
@@ -531,3 +532,92 @@ class Score:
 
     def __repr__(self) -> str:
         return f"Score({self.earned!r}, {self.possible!r})"
+
+
+# ----------------------------------------------------------------------------
+# 05_training
+# ----------------------------------------------------------------------------
+
+def _random_curves(rng: random.Random, n: int) -> list[float]:
+    values, v = [], rng.uniform(1, 3)
+    for _ in range(n):
+        v = max(0.01, v + rng.uniform(-0.3, 0.2))
+        values.append(round(v, 3))
+    return values
+
+
+def should_stop(fn: Callable, n: int = 200, seed: int = 0) -> None:
+    """fn(val_losses, patience) -> True when the best loss is more than `patience` epochs old."""
+    ex = "should_stop"
+    run_check(ex, fn)
+    rng = random.Random(seed)
+    cases = [([1.0, 0.8, 0.7, 0.75, 0.76], 2, True), ([1.0, 0.8, 0.7, 0.75], 2, False),
+             ([1.0], 1, False), ([0.5, 0.5, 0.5], 2, True), ([0.9, 0.8, 0.7], 1, False)]
+    while len(cases) < n:
+        losses, patience = _random_curves(rng, rng.randint(1, 15)), rng.randint(1, 5)
+        best = losses.index(min(losses))                  # first epoch with the minimum
+        cases.append((losses, patience, len(losses) - 1 - best >= patience))
+    for losses, patience, want in cases:
+        got = _call(ex, fn, list(losses), patience)
+        if bool(got) != want or not isinstance(got, (bool, int)):
+            raise ExerciseFailed(ex, f"for val_losses={losses} and patience={patience} you returned {got!r}, "
+                                     f"expected {want}",
+                                 "stop when the epochs since the best (lowest, first one on ties) "
+                                 "validation loss are >= patience")
+    _passed(ex, len(cases))
+
+
+def epoch_to_keep(fn: Callable, n: int = 200, seed: int = 0) -> None:
+    """fn(val_losses) -> the 1-based epoch whose weights to keep (lowest loss, earliest on ties)."""
+    ex = "epoch_to_keep"
+    run_check(ex, fn)
+    rng = random.Random(seed)
+    cases = [[0.9, 0.5, 0.7], [0.5, 0.5], [1.0]] + [_random_curves(rng, rng.randint(1, 20)) for _ in range(n - 3)]
+    for losses in cases:
+        got = _call(ex, fn, list(losses))
+        want = losses.index(min(losses)) + 1
+        if got != want:
+            raise ExerciseFailed(ex, f"for val_losses={losses} you returned {got!r}, expected epoch {want}",
+                                 "epochs are counted from 1; on ties keep the earliest epoch")
+    _passed(ex, len(cases))
+
+
+def step_lr(fn: Callable) -> None:
+    """fn(epoch, base_lr, step_size, gamma) -> the learning rate torch's StepLR uses in that epoch (from 0)."""
+    ex = "step_lr"
+    run_check(ex, fn)
+    count = 0
+    for base, step, gamma in [(0.1, 7, 0.1), (0.01, 3, 0.5), (1.0, 1, 0.9), (0.05, 10, 0.2)]:
+        opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=base)
+        sched = torch.optim.lr_scheduler.StepLR(opt, step_size=step, gamma=gamma)
+        for epoch in range(25):
+            want = opt.param_groups[0]["lr"]
+            got = _call(ex, fn, epoch, base, step, gamma)
+            if not isinstance(got, (int, float)) or abs(got - want) > 1e-12 + 1e-9 * want:
+                raise ExerciseFailed(ex, f"epoch={epoch}, base_lr={base}, step_size={step}, gamma={gamma}: "
+                                         f"you returned {got!r}, StepLR gives {want:.6g}",
+                                     "lr = base_lr * gamma ** (epoch // step_size)")
+            opt.step()
+            sched.step()
+            count += 1
+    _passed(ex, count)
+
+
+def overfitting_epoch(fn: Callable) -> None:
+    """fn(train_losses, val_losses) -> the epoch (1-based) after which the model overfits, or None."""
+    ex = "overfitting_epoch"
+    run_check(ex, fn)
+    cases = [
+        ([1.0, 0.7, 0.5, 0.4, 0.3, 0.2], [1.1, 0.8, 0.6, 0.65, 0.7, 0.8], 3),
+        ([1.0, 0.7, 0.5, 0.4], [1.1, 0.8, 0.6, 0.55], None),              # still improving: keep training
+        ([2.0, 1.5, 1.4, 1.3, 1.2], [2.1, 1.7, 1.8, 1.9, 2.0], 2),
+        ([1.0, 0.9], [1.0, 1.2], 1),
+        ([1.0, 0.8, 0.6, 0.5], [1.0, 0.9, 0.95, 0.85], None),             # a bump, then a new best
+    ]
+    for train_l, val_l, want in cases:
+        got = _call(ex, fn, list(train_l), list(val_l))
+        if got != want:
+            raise ExerciseFailed(ex, f"for train={train_l}, val={val_l} you returned {got!r}, expected {want!r}",
+                                 "no overfitting while validation still improves: if the best validation loss "
+                                 "is at the last epoch return None, else return the epoch of the best one")
+    _passed(ex, len(cases))

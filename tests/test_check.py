@@ -65,6 +65,10 @@ RIGHT = {
     check.inception_block: lambda *w: Inception(*w, five="5x5"),
     check.residual_block: GoodBlock,
     check.head_in_features: lambda f, size: f(torch.zeros(size)).flatten(1).shape[1],
+    check.should_stop: lambda v, p: len(v) - 1 - v.index(min(v)) >= p,
+    check.epoch_to_keep: lambda v: v.index(min(v)) + 1,
+    check.step_lr: lambda e, b, s, g: b * g ** (e // s),
+    check.overfitting_epoch: lambda t, v: None if v.index(min(v)) == len(v) - 1 else v.index(min(v)) + 1,
 }
 
 WRONG = {
@@ -85,6 +89,10 @@ WRONG = {
     check.inception_block: lambda *w: Inception(*w, five="3x3"),                          # 3x3 for the 5x5
     check.residual_block: NoShortcutBlock,
     check.head_in_features: lambda f, size: f(torch.zeros(size)).shape[1],                # channels only
+    check.should_stop: lambda v, p: len(v) > p and v[-1] > v[-1 - p],                     # compares one epoch
+    check.epoch_to_keep: lambda v: v.index(min(v)),                                        # 0-based
+    check.step_lr: lambda e, b, s, g: b * g ** ((e + 1) // s),                             # off by one
+    check.overfitting_epoch: lambda t, v: next((i for i in range(1, len(v)) if v[i] > v[i - 1]), None),
 }
 
 
