@@ -258,30 +258,46 @@ class Kernel:
             pass
 
     def run(self, code: str, timeout: float) -> RunResult:
+        """Execute code; finished when the shell channel's execute_reply arrives.
+
+        The reply is reliable; IOPub (outputs, errors, "idle") is a PUB socket that
+        may drop messages under a flood of output, so it is only used for the
+        optional score and waited for briefly after the reply.
+        """
         # stop_on_error=False: a failing cell must not abort the requests queued behind it.
         msg_id = self.kc.execute(code, store_history=False, allow_stdin=False, stop_on_error=False)
         deadline = time.monotonic() + timeout
-        result = RunResult("ok")
+        reply, reply_time, idle, score = None, 0.0, False, None
         while True:
-            if time.monotonic() > deadline:
+            now = time.monotonic()
+            if reply is not None and (idle or now - reply_time > 2.0):
+                content = reply["content"]
+                if content.get("status") == "ok":
+                    return RunResult("ok", score=score)
+                return RunResult("error", content.get("ename", ""),
+                                 str(content.get("evalue", ""))[:MAX_FEEDBACK_CHARS], score)
+            if reply is None and now > deadline:
                 return self._after_timeout()
             try:
-                msg = self.kc.get_iopub_msg(timeout=0.2)
+                msg = self.kc.get_iopub_msg(timeout=0.05)
+                if msg["parent_header"].get("msg_id") == msg_id:
+                    kind, content = msg["msg_type"], msg["content"]
+                    if kind == "execute_result" and SCORE_MIME in content.get("data", {}):
+                        # Only the value of the grader's own last expression counts (not display_data).
+                        score = content["data"][SCORE_MIME]
+                    elif kind == "status" and content.get("execution_state") == "idle":
+                        idle = True
             except queue.Empty:
-                if not self.km.is_alive():
-                    return RunResult("dead", "DeadKernelError", "the kernel died (exit, crash or out of memory)")
-                continue
-            if msg["parent_header"].get("msg_id") != msg_id:
-                continue
-            kind, content = msg["msg_type"], msg["content"]
-            if kind == "error":
-                result = RunResult("error", content.get("ename", ""), content.get("evalue", "")[:MAX_FEEDBACK_CHARS],
-                                   result.score)
-            elif kind == "execute_result" and SCORE_MIME in content.get("data", {}):
-                # Only the value of the grader's own last expression counts (display_data does not).
-                result.score = content["data"][SCORE_MIME]
-            elif kind == "status" and content.get("execution_state") == "idle":
-                return result
+                pass
+            if reply is None:
+                try:
+                    msg = self.kc.get_shell_msg(timeout=0.05)
+                    if msg["parent_header"].get("msg_id") == msg_id:
+                        reply, reply_time = msg, time.monotonic()
+                except queue.Empty:
+                    if not self.km.is_alive():
+                        return RunResult("dead", "DeadKernelError",
+                                         "the kernel died (exit, crash or out of memory)")
 
     def _after_timeout(self) -> RunResult:
         """Interrupt; if the kernel does not come back within 15 s, restart it."""
