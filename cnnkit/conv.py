@@ -166,6 +166,18 @@ def _check_conv_args(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
         )
 
 
+def _conv_geometry(x, weight, bias, stride, padding, dilation):
+    """Check the arguments; return the kernel, stride, padding and dilation pairs and (H', W')."""
+    _check_conv_args(x, weight, bias)
+    kh, kw = weight.shape[2:]
+    sh, sw = _pair(stride, "stride", 1)
+    ph, pw = _pair(padding, "padding", 0)
+    dh, dw = _pair(dilation, "dilation", 1)
+    out_h = conv_output_size(x.shape[2], kh, sh, ph, dh)
+    out_w = conv_output_size(x.shape[3], kw, sw, pw, dw)
+    return (kh, kw), (sh, sw), (ph, pw), (dh, dw), (out_h, out_w)
+
+
 def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
            stride: IntOrPair = 1, padding: IntOrPair = 0,
            dilation: IntOrPair = 1) -> torch.Tensor:
@@ -174,14 +186,9 @@ def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     x: (N, C_in, H, W), weight: (C_out, C_in, K_h, K_w), bias: (C_out,)
     -> (N, C_out, H', W') with H' = floor((H + 2P - D(K-1) - 1) / S) + 1.
     """
-    _check_conv_args(x, weight, bias)
-    c_out, _, kh, kw = weight.shape
-    sh, sw = _pair(stride, "stride", 1)
-    ph, pw = _pair(padding, "padding", 0)
-    dh, dw = _pair(dilation, "dilation", 1)
-    n, _, h, w = x.shape
-    out_h = conv_output_size(h, kh, sh, ph, dh)
-    out_w = conv_output_size(w, kw, sw, pw, dw)
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw), (out_h, out_w) = _conv_geometry(
+        x, weight, bias, stride, padding, dilation)
+    n, c_out = x.shape[0], weight.shape[0]
 
     cols = im2col(x, (kh, kw), (sh, sw), (ph, pw), (dh, dw))  # (N, C_in*K_h*K_w, L)
     out = weight.reshape(c_out, -1) @ cols                   # (N, C_out, L)
@@ -197,14 +204,9 @@ def conv2d_naive(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
 
     out[n, f, y, x] = bias[f] + sum_{c,i,j} w[f, c, i, j] * x_pad[n, c, y*S + i*D, x*S + j*D]
     """
-    _check_conv_args(x, weight, bias)
-    c_out, _, kh, kw = weight.shape
-    sh, sw = _pair(stride, "stride", 1)
-    ph, pw = _pair(padding, "padding", 0)
-    dh, dw = _pair(dilation, "dilation", 1)
-    n, _, h, w = x.shape
-    out_h = conv_output_size(h, kh, sh, ph, dh)
-    out_w = conv_output_size(w, kw, sw, pw, dw)
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw), (out_h, out_w) = _conv_geometry(
+        x, weight, bias, stride, padding, dilation)
+    n, c_out = x.shape[0], weight.shape[0]
     xp = F.pad(x, (pw, pw, ph, ph))
 
     rows = []
