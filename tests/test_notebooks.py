@@ -64,6 +64,14 @@ class TestHygiene:
         assert nbtools.parameters_cell(nb).source.strip().splitlines()[-1].replace(" ", "") == "FAST=False"
         assert nbtools.notebook_parameters(path)["FAST"] is False
 
+    def test_checked_cells_print_text_only(self, path):
+        """nbval compares tagged cells; figures differ between machines and backends, so none there."""
+        nb = nbformat.read(path, as_version=4)
+        for i, cell in enumerate(code_cells(nb)):
+            if "nbval-check-output" in cell.metadata.get("tags", []):
+                rich = [o.output_type for o in cell.outputs if o.output_type != "stream"]
+                assert not rich, f"code cell {i} is checked by nbval but has {rich} outputs: split the figure out"
+
     def test_has_outputs_and_figures(self, path):
         nb = nbformat.read(path, as_version=4)
         images = sum("image/png" in o.get("data", {}) for c in code_cells(nb) for o in c.outputs)
