@@ -5,9 +5,15 @@ Each module belongs to a lesson; its docstring says which one.
     setup()        seeds everything and picks a device      (every notebook)
     data           SmallMNIST and other small real datasets   (data/)
     conv           convolution and pooling from scratch       (01_convolutions)
-    train          fit / evaluate / predict with live curves  (every notebook)
+    autograd       a scalar autograd engine                   (02_backprop)
+    norm, init     batch/layer norm, initialisation schemes   (03_normalization)
+    models         LeNet ... ResNet, profiles of them         (04_architectures)
+    train          fit / evaluate / predict with live curves  (every notebook; 05_training)
     plot           image grids, filters, feature maps, curves (every notebook)
     check          exercise checks with immediate feedback    (every notebook)
+    grading        release and grading tools: python -m cnnkit (README, "For instructors")
+
+The lesson modules are imported on demand: ``from cnnkit import models``.
 """
 
 from cnnkit import check, conv, data, plot, train
