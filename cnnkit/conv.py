@@ -206,7 +206,7 @@ def conv2d_naive(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
     """
     (kh, kw), (sh, sw), (ph, pw), (dh, dw), (out_h, out_w) = _conv_geometry(
         x, weight, bias, stride, padding, dilation)
-    n, c_out = x.shape[0], weight.shape[0]
+    c_out = weight.shape[0]
     xp = F.pad(x, (pw, pw, ph, ph))
 
     rows = []

@@ -600,7 +600,7 @@ def grade(submissions: Path, out: Path, source_dir: Path | None = None, jobs: in
                              unit="notebook", disable=not progress):
                 results += rows
     order = {}
-    for student, path, src in jobs_list:
+    for src in {src for _, _, src in jobs_list}:          # each source notebook read once
         for k, e in enumerate(exercises_of(nbformat.read(src, as_version=4), src.name)):
             order[(src.stem, e.grade_id)] = k
     results.sort(key=lambda r: (r.student, r.notebook, order[(r.notebook, r.exercise)]))

@@ -10,7 +10,7 @@ See: notebooks/04_architectures.ipynb
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F

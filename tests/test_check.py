@@ -139,7 +139,7 @@ def test_passing_a_call_instead_of_a_function_is_explained():
 
 
 def test_ipython_shows_the_short_message_not_a_traceback():
-    IPython = pytest.importorskip("IPython")
+    pytest.importorskip("IPython")
     from IPython.testing.globalipapp import start_ipython
     shell = start_ipython()
     result = shell.run_cell("import cnnkit.check as c\nc.receptive_field(lambda n, k: 0)")

@@ -1,7 +1,6 @@
 """Instructor tools: release and grading, including a folder of hostile submissions."""
 
 import csv
-import json
 from pathlib import Path
 
 import nbformat

@@ -5,11 +5,9 @@ The hygiene tests are instant; the executing ones are marked `notebook`
 (`make test-fast` skips them).
 """
 
-import json
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import nbformat
 import pytest
