@@ -29,7 +29,8 @@ __all__ = ["ExerciseFailed", "NotImplementedYet", "run_check",
            "sigmoid_grad", "path_sum", "numerical_derivative", "mlp_params",
            "batch_norm_train", "layer_norm_rows", "he_std", "eval_predict",
            "topk_accuracy", "inception_block", "residual_block", "head_in_features", "Score",
-           "should_stop", "epoch_to_keep", "step_lr", "overfitting_epoch"]
+           "should_stop", "epoch_to_keep", "step_lr", "overfitting_epoch",
+           "digit_augmentation", "split_without_leak", "flip_tta", "ten_crop_boxes"]
 
 
 class ExerciseFailed(AssertionError):
@@ -620,4 +621,172 @@ def overfitting_epoch(fn: Callable) -> None:
             raise ExerciseFailed(ex, f"for train={train_l}, val={val_l} you returned {got!r}, expected {want!r}",
                                  "no overfitting while validation still improves: if the best validation loss "
                                  "is at the last epoch return None, else return the epoch of the best one")
+    _passed(ex, len(cases))
+
+
+# ----------------------------------------------------------------------------
+# 06_augmentation
+# ----------------------------------------------------------------------------
+
+def _asymmetric_digit(seed: int) -> torch.Tensor:
+    """A blurred 'F'-like stroke pattern (1, 28, 28) that no flip or half-turn maps onto itself."""
+    g = torch.Generator().manual_seed(seed)
+    image = torch.zeros(1, 28, 28)
+    top, left = 5 + int(torch.randint(0, 3, (1,), generator=g)), 7 + int(torch.randint(0, 3, (1,), generator=g))
+    image[0, top:top + 18, left:left + 4] = 1                       # the stem
+    image[0, top:top + 4, left:left + 13] = 1                       # the top bar
+    image[0, top + 8:top + 12, left:left + 9] = 1                   # the middle bar
+    blur = F.avg_pool2d(image[None], 5, stride=1, padding=2)        # soft strokes, as in real digits
+    return F.avg_pool2d(blur, 5, stride=1, padding=2)[0]
+
+
+def _best_corr(out: torch.Tensor, reference: torch.Tensor, shift: int = 4) -> float:
+    """Largest correlation of `out` with `reference` moved by up to `shift` pixels each way."""
+    h, w = reference.shape[-2:]
+    windows = F.unfold(F.pad(reference[None], (shift,) * 4), (h, w))[0].T       # (positions, H*W)
+    windows = windows - windows.mean(1, keepdim=True)
+    a = out.flatten() - out.mean()
+    return float((windows @ a / (windows.norm(dim=1) * a.norm() + 1e-12)).max())
+
+
+def digit_augmentation(fn: Callable, trials: int = 60) -> None:
+    """fn() -> a transform for (1, 28, 28) digit tensors that changes them but keeps the label:
+    no draw may look more like the mirrored, upside-down or half-turned digit than like the digit."""
+    ex = "digit_augmentation"
+    run_check(ex, fn)
+    transform = _call(ex, fn)
+    if not callable(transform):
+        raise ExerciseFailed(ex, f"fn() returned {type(transform).__name__}, not a transform",
+                             "return a torchvision.transforms.v2 transform, e.g. v2.Compose([...])")
+    changed = 0
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        for t in range(trials):
+            image = _asymmetric_digit(t)
+            out = _call(ex, transform, image.clone())
+            if not isinstance(out, torch.Tensor) or out.shape != (1, 28, 28) or not out.is_floating_point():
+                raise ExerciseFailed(ex, f"the transform returned {_short(out)} "
+                                         f"{getattr(out, 'dtype', '')}; expected a float tensor (1, 28, 28)",
+                                     "keep the size: crops must be padded back (RandomCrop(28, padding=2)) "
+                                     "or use RandomAffine(translate=...)")
+            changed += not torch.allclose(out, image, atol=1e-3)
+            own = _best_corr(out, image)
+            for name, other in (("mirrored left-right", image.flip(-1)), ("upside down", image.flip(-2)),
+                                ("turned by 180 degrees", image.flip(-1, -2))):
+                if _best_corr(out, other) >= own:
+                    raise ExerciseFailed(ex, f"draw {t + 1} looks more like the digit {name} than like "
+                                             "the digit itself: that can change the label (a 6 turned over is a 9)",
+                                         "no flips for digits, and keep rotations small (about 15 degrees)")
+    if changed < trials // 2:
+        raise ExerciseFailed(ex, f"only {changed} of {trials} draws changed the image at all",
+                             "augmentation must make new views: add small rotations, shifts or scalings")
+    _passed(ex, trials)
+
+
+def split_without_leak(fn: Callable, seed: int = 0) -> None:
+    """fn(images, targets, n_val, transform) -> (train_set, val_set): disjoint, all images used,
+    `transform` on training items only, validation items exactly the stored images."""
+    ex = "split_without_leak"
+    run_check(ex, fn)
+    g = torch.Generator().manual_seed(seed)
+    for n, n_val in ((40, 10), (25, 5), (12, 11)):
+        images = torch.rand(n, 3, 6, 6, generator=g)
+        images[:, 0, 0, 0] = torch.arange(n) / n                    # a tag to find each image again
+        targets = torch.randint(0, 3, (n,), generator=g)
+        calls = []
+
+        def augment(x):
+            calls.append(1)
+            return x + 10.0                                          # unmistakable
+        got = _call(ex, fn, images, targets, n_val, augment)
+        if not (isinstance(got, (tuple, list)) and len(got) == 2):
+            raise ExerciseFailed(ex, f"expected a pair (train_set, val_set), got {type(got).__name__}")
+        train_set, val_set = got
+        if len(train_set) != n - n_val or len(val_set) != n_val:
+            raise ExerciseFailed(ex, f"for {n} images and n_val={n_val} the sizes are {len(train_set)} and "
+                                     f"{len(val_set)}; expected {n - n_val} and {n_val}")
+        tags = {}
+        for name, dataset, shifted in (("validation", val_set, False), ("training", train_set, True)):
+            for i in range(len(dataset)):
+                x, y = dataset[i]
+                if shifted and not bool((x >= 9.0).all()):
+                    raise ExerciseFailed(ex, f"training item {i} was not passed through the transform",
+                                         "give the training set the transform (that is where augmentation belongs)")
+                if not shifted and bool((x >= 9.0).any()):
+                    raise ExerciseFailed(ex, f"validation item {i} went through the training transform: "
+                                             "the leak is still there",
+                                         "build the validation set from the images with no transform, not from a "
+                                         "random_split of one augmented dataset")
+                base = x - 10.0 if shifted else x
+                k = int(round(float(base[0, 0, 0]) * n))
+                if not (0 <= k < n and torch.allclose(base, images[k], atol=1e-5)):
+                    raise ExerciseFailed(ex, f"{name} item {i} is not one of the given images")
+                if int(y) != int(targets[k]):
+                    raise ExerciseFailed(ex, f"{name} item {i} has label {int(y)}, its image has {int(targets[k])}")
+                tags.setdefault(k, []).append(name)
+        if sorted(tags) != list(range(n)) or any(len(v) != 1 for v in tags.values()):
+            raise ExerciseFailed(ex, "the two sets overlap or miss images",
+                                 "split one random permutation of the indices: the last n_val for validation")
+    _passed(ex, 3)
+
+
+def flip_tta(fn: Callable, seed: int = 0) -> None:
+    """fn(model, x) -> the mean of softmax(model(x)) and softmax(model(x flipped left-right)), in eval mode."""
+    ex = "flip_tta"
+    run_check(ex, fn)
+    from cnnkit import tta
+    torch.manual_seed(seed)
+    for n, c in ((4, 3), (1, 1), (7, 3)):
+        model = nn.Sequential(nn.Conv2d(c, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Dropout(0.3),
+                              nn.Flatten(), nn.Linear(4 * 6 * 6, 5))
+        model(torch.randn(16, c, 8, 8))                              # running statistics, away from init
+        model.train()
+        x = torch.randn(n, c, 8, 8)
+        want = tta.predict(model, x, ["identity", "hflip"])
+        got = _call(ex, fn, model, x)
+        plain = tta.predict(model, x)
+        if not isinstance(got, torch.Tensor) or got.shape != want.shape:
+            raise ExerciseFailed(ex, f"for x of shape {tuple(x.shape)} you returned {_short(got)}; "
+                                     f"expected probabilities of shape {tuple(want.shape)}")
+        if torch.allclose(got.detach(), plain, atol=1e-5):
+            raise ExerciseFailed(ex, "your answer equals the prediction on the original images alone",
+                                 "add the prediction on x.flip(-1) (the last axis is the width) and average")
+        if not torch.allclose(got.detach(), want, atol=1e-5):
+            raise ExerciseFailed(ex, "the probabilities differ from the average of the two views' softmax",
+                                 "eval mode (model.eval()), softmax(dim=1) of each view, then the mean; "
+                                 "average probabilities, not logits")
+    _passed(ex, 3)
+
+
+def ten_crop_boxes(fn: Callable, n: int = 200, seed: int = 0) -> None:
+    """fn(height, width, size) -> the ten AlexNet views as (top, left, flipped) triples, any order."""
+    ex = "ten_crop_boxes"
+    run_check(ex, fn)
+    rng = random.Random(seed)
+    cases = [(256, 256, 224), (36, 36, 32), (5, 7, 3), (10, 10, 10), (300, 451, 224)]
+    while len(cases) < n:
+        size = rng.randint(1, 30)
+        cases.append((size + rng.randint(0, 12), size + rng.randint(0, 12), size))
+    for h, w, size in cases:
+        got = _call(ex, fn, h, w, size)
+        try:
+            got_set = sorted((int(t), int(l), bool(f)) for t, l, f in got)
+        except (TypeError, ValueError):
+            raise ExerciseFailed(ex, f"for ({h}, {w}, {size}) you returned {got!r}; "
+                                     "expected a list of (top, left, flipped) triples") from None
+        corners = [(0, 0), (0, w - size), (h - size, 0), (h - size, w - size)]
+        centres = {((h - size) // 2, (w - size) // 2), ((h - size + 1) // 2, (w - size + 1) // 2),
+                   ((h - size) // 2, (w - size + 1) // 2), ((h - size + 1) // 2, (w - size) // 2)}
+        ok = len(got_set) == 10
+        if ok:
+            for centre in centres:                    # either rounding of an odd margin is a centre
+                want = sorted((t, l, f) for t, l in corners + [centre] for f in (False, True))
+                if got_set == want:
+                    break
+            else:
+                ok = False
+        if not ok:
+            raise ExerciseFailed(ex, f"for an image {h}x{w} and crops of {size} you returned {got_set}",
+                                 "four corners (0 or H-size, 0 or W-size) and the centre ((H-size)//2, "
+                                 "(W-size)//2), each with flipped False and True: ten triples")
     _passed(ex, len(cases))

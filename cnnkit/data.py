@@ -20,7 +20,8 @@ import torch
 from torch.utils.data import Dataset
 
 __all__ = ["SmallMNIST", "data_dir", "verify_file", "load_mnist5k", "stratified_split",
-           "load_photo", "PHOTOS", "toy_2d"]
+           "load_photo", "PHOTOS", "toy_2d", "ImageDataset", "Shapes", "make_shapes", "SHAPE_CLASSES",
+           "TEXTURES"]
 
 MNIST5K_FILE = "mnist5k/mnist_5k.csv.gz"
 MNIST_CLASSES = [f"{d} - {w}" for d, w in enumerate(
@@ -213,3 +214,140 @@ def toy_2d(kind: str = "moons", n: int = 200, noise: float = 0.1,
         x = signs * 0.8
     x = x + noise * torch.randn(n, 2, generator=gen)
     return x.float(), y.long()
+
+
+# ----------------------------------------------------------------------------
+# Images in memory with a per-sample transform; the Shapes dataset
+# ----------------------------------------------------------------------------
+
+class ImageDataset(Dataset):
+    """Images (N, C, H, W) and int labels (N,) in memory; `transform` is applied per item.
+
+    The transform runs every time an item is read, so a random transform gives a
+    new view of each image in every epoch (online augmentation).
+    See: notebooks/06_augmentation.ipynb
+    """
+
+    def __init__(self, images: torch.Tensor, targets: torch.Tensor, transform=None):
+        if not isinstance(images, torch.Tensor) or images.dim() != 4:
+            raise ValueError(f"images must be a tensor (N, C, H, W), got "
+                             f"{tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__}")
+        targets = torch.as_tensor(targets)
+        if targets.shape != (len(images),):
+            raise ValueError(f"targets must have shape ({len(images)},) to match images, got {tuple(targets.shape)}")
+        if transform is not None and not callable(transform):
+            raise TypeError(f"transform must be callable or None, got {type(transform).__name__}")
+        self.images, self.targets, self.transform = images, targets.long(), transform
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int):
+        image = self.images[index]
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, int(self.targets[index])
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(n={len(self)}, image shape={tuple(self.images.shape[1:])}, transform={self.transform!r})"
+
+
+SHAPE_CLASSES = ("circle", "ring", "square", "triangle", "cross")
+# Grayscale texture photos bundled with scikit-image (CC0), used as backgrounds.
+TEXTURES = ("brick", "grass", "gravel")
+
+
+@functools.lru_cache(maxsize=None)
+def _texture(name: str) -> np.ndarray:
+    import skimage.data
+    return getattr(skimage.data, name)().astype(np.float32) / 255.0      # (512, 512)
+
+
+def _shape_mask(kind: str, size: int, cy: float, cx: float, r: float, angle: float,
+                supersample: int = 4) -> np.ndarray:
+    """Coverage in [0, 1] of one shape on a size x size grid (anti-aliased by supersampling)."""
+    s = supersample
+    coords = (np.arange(size * s, dtype=np.float32) + 0.5) / s               # pixel centres
+    y, x = np.meshgrid(coords - cy, coords - cx, indexing="ij")
+    u = x * math.cos(angle) + y * math.sin(angle)                            # rotated frame
+    v = -x * math.sin(angle) + y * math.cos(angle)
+    if kind == "circle":
+        inside = u ** 2 + v ** 2 <= r ** 2
+    elif kind == "ring":
+        inside = ((0.55 * r) ** 2 <= u ** 2 + v ** 2) & (u ** 2 + v ** 2 <= r ** 2)
+    elif kind == "square":
+        inside = (np.abs(u) <= 0.8 * r) & (np.abs(v) <= 0.8 * r)
+    elif kind == "triangle":                     # equilateral: three half-planes
+        inside = np.ones_like(u, dtype=bool)
+        for k in range(3):
+            a = math.pi / 2 + 2 * math.pi * k / 3
+            inside &= u * math.cos(a) + v * math.sin(a) <= 0.5 * r
+    elif kind == "cross":
+        inside = (((np.abs(u) <= 0.3 * r) & (np.abs(v) <= r))
+                  | ((np.abs(v) <= 0.3 * r) & (np.abs(u) <= r)))
+    else:
+        raise ValueError(f"unknown shape {kind!r}; choose one of {SHAPE_CLASSES}")
+    return inside.reshape(size, s, size, s).mean(axis=(1, 3))
+
+
+def _luma(rgb: np.ndarray) -> float:
+    return float(0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2])
+
+
+def make_shapes(n: int, *, size: int = 36, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """`n` colour images of shapes on real textures: images (n, 3, size, size) in [0, 1], labels (n,).
+
+    Each image: a crop of a texture photo (``TEXTURES``, bundled with scikit-image,
+    CC0) tinted a random colour, with one shape of class ``SHAPE_CLASSES[label]`` at a
+    random position, size, rotation and colour drawn on it. Classes are balanced.
+    The label survives flips, rotations, small shifts and colour changes, which is
+    what makes the set useful for augmentation (digits are not: a 6 turned over is a 9).
+    Generated from `seed` alone, so the same everywhere.
+    See: notebooks/06_augmentation.ipynb
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive int, got {n!r}")
+    if isinstance(size, bool) or not isinstance(size, int) or not 16 <= size <= 128:
+        raise ValueError(f"size must be an int in [16, 128], got {size!r}")
+    rng = np.random.default_rng(seed)
+    labels = rng.permutation(np.arange(n) % len(SHAPE_CLASSES))
+    images = np.empty((n, 3, size, size), dtype=np.float32)
+    for i, label in enumerate(labels):
+        texture = _texture(TEXTURES[rng.integers(len(TEXTURES))])
+        scale = int(rng.integers(1, 4))                                  # texture zoom: 1x..3x coarser
+        span = size * scale
+        top, left = rng.integers(0, texture.shape[0] - span, size=2)
+        patch = texture[top:top + span:scale, left:left + span:scale]   # (size, size)
+        patch = (patch - patch.mean()) / (patch.std() + 1e-6)
+        background_colour = rng.uniform(0.15, 0.85, size=3)
+        while True:                                                     # a shape colour that stands out
+            shape_colour = rng.uniform(0.0, 1.0, size=3)
+            if abs(_luma(shape_colour) - _luma(background_colour)) > 0.25:
+                break
+        r = rng.uniform(0.22, 0.34) * size
+        cy, cx = rng.uniform(r + 1, size - r - 1, size=2)
+        mask = _shape_mask(SHAPE_CLASSES[label], size, cy, cx, r, rng.uniform(0, 2 * math.pi))
+        shading = 1 + 0.12 * patch                                      # the texture shows through
+        image = (background_colour[:, None, None] * (1 + 0.2 * patch) * (1 - mask)
+                 + shape_colour[:, None, None] * shading * mask)
+        image += rng.normal(0, 0.02, size=image.shape)                  # sensor noise
+        images[i] = np.clip(image, 0, 1)
+    return torch.from_numpy(images), torch.from_numpy(labels).long()
+
+
+class Shapes(ImageDataset):
+    """Shapes on real textures (see ``make_shapes``): 5 classes, RGB, generated from `seed`.
+
+    Use different seeds for training and test sets. `transform` is applied per item.
+    See: notebooks/06_augmentation.ipynb
+    """
+
+    classes = SHAPE_CLASSES
+
+    def __init__(self, n: int = 1000, *, seed: int = 0, size: int = 36, transform=None):
+        images, targets = make_shapes(n, size=size, seed=seed)
+        super().__init__(images, targets, transform)
+        self.seed = seed
+
+    def __repr__(self) -> str:
+        return f"Shapes(n={len(self)}, seed={self.seed}, size={self.images.shape[-1]}, transform={self.transform!r})"

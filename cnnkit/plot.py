@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 
 __all__ = ["show_images", "show_filters", "show_feature_maps", "plot_history",
            "compare_histories", "show_matrix", "show_conv_windows", "decision_boundary",
-           "layer_diagram", "block_diagram"]
+           "layer_diagram", "block_diagram", "show_augmentations"]
 
 
 def _to_numpy_images(images) -> np.ndarray:
@@ -76,6 +76,43 @@ def show_images(images, labels: Sequence | None = None, preds: Sequence | None =
                          fontsize=8, color="black" if ok else "red")
         elif labels is not None:
             ax.set_title(name(labels[i]), fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def show_augmentations(image: torch.Tensor, transforms, n: int = 7, seed: int = 0,
+                       title: str | None = None, cell: float = 1.3) -> Figure:
+    """`n` random augmentations of one image, one row per transform, the original first.
+
+    image: (C, H, W) in [0, 1]. transforms: a callable (e.g. a torchvision.transforms.v2
+    transform) or a dict {row name: transform}. The draws come from `seed` and leave the
+    global random state as it was, so the figure is the same every time.
+    See: notebooks/06_augmentation.ipynb
+    """
+    if not isinstance(image, torch.Tensor) or image.dim() != 3:
+        raise ValueError(f"image must be a tensor (C, H, W), got "
+                         f"{tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__}")
+    rows = transforms if isinstance(transforms, dict) else {"augmented": transforms}
+    if not rows or not all(callable(t) for t in rows.values()):
+        raise TypeError("transforms must be a callable or a non-empty dict of callables")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive int, got {n!r}")
+    aspect = image.shape[-2] / image.shape[-1]
+    fig = Figure(figsize=(cell * (n + 1) + 1.2, (cell * aspect + 0.1) * len(rows) + 0.3 + (0.4 if title else 0.0)),
+                 layout="constrained")
+    axes = fig.subplots(len(rows), n + 1, squeeze=False)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for r, (name, transform) in enumerate(rows.items()):
+            views = [image] + [transform(image) for _ in range(n)]
+            for c, (ax, im) in enumerate(zip(axes[r], _to_numpy_images([v.clamp(0, 1) for v in views]))):
+                ax.imshow(im, cmap="gray" if im.ndim == 2 else None, vmin=0, vmax=1)
+                ax.set_xticks([]); ax.set_yticks([])
+                if c == 0:
+                    ax.set_ylabel(name, fontsize=9, rotation=0, ha="right", va="center")
+                if r == 0:
+                    ax.set_title("original" if c == 0 else f"draw {c}", fontsize=8)
     if title:
         fig.suptitle(title)
     return fig

@@ -47,6 +47,40 @@ def forgetful_predict(model, x):          # leaves the model in eval mode
         return model(x)
 
 
+
+# 06_augmentation answers
+import torchvision.transforms.v2 as v2
+from torch.utils.data import random_split
+from cnnkit import tta
+from cnnkit.data import ImageDataset
+
+
+def good_split(images, targets, n_val, transform):
+    perm = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
+    train, val = perm[:len(images) - n_val], perm[len(images) - n_val:]
+    return ImageDataset(images[train], targets[train], transform), ImageDataset(images[val], targets[val])
+
+
+def leaky_split(images, targets, n_val, transform):          # the bug the notebook shows
+    return random_split(ImageDataset(images, targets, transform), [len(images) - n_val, n_val])
+
+
+def good_flip_tta(model, x):
+    model.eval()
+    with torch.no_grad():
+        return (model(x).softmax(1) + model(x.flip(-1)).softmax(1)) / 2
+
+
+def logit_flip_tta(model, x):                                 # averages logits, not probabilities
+    model.eval()
+    with torch.no_grad():
+        return ((model(x) + model(x.flip(-1))) / 2).softmax(1)
+
+
+def torchvision_boxes(h, w, size):
+    return [(t, l, f) for t, l, _, _ in tta.crop_boxes((h, w), size) for f in (False, True)]
+
+
 RIGHT = {
     check.output_size: conv.conv_output_size,
     check.conv_params: conv.conv_params,
@@ -69,6 +103,10 @@ RIGHT = {
     check.epoch_to_keep: lambda v: v.index(min(v)) + 1,
     check.step_lr: lambda e, b, s, g: b * g ** (e // s),
     check.overfitting_epoch: lambda t, v: None if v.index(min(v)) == len(v) - 1 else v.index(min(v)) + 1,
+    check.digit_augmentation: lambda: v2.RandomAffine(degrees=12, translate=(0.08, 0.08), scale=(0.9, 1.1)),
+    check.split_without_leak: good_split,
+    check.flip_tta: good_flip_tta,
+    check.ten_crop_boxes: torchvision_boxes,
 }
 
 WRONG = {
@@ -93,6 +131,10 @@ WRONG = {
     check.epoch_to_keep: lambda v: v.index(min(v)),                                        # 0-based
     check.step_lr: lambda e, b, s, g: b * g ** ((e + 1) // s),                             # off by one
     check.overfitting_epoch: lambda t, v: next((i for i in range(1, len(v)) if v[i] > v[i - 1]), None),
+    check.digit_augmentation: lambda: v2.Compose([v2.RandomHorizontalFlip(), v2.RandomAffine(degrees=10)]),
+    check.split_without_leak: leaky_split,
+    check.flip_tta: logit_flip_tta,
+    check.ten_crop_boxes: lambda h, w, s: [(t, l, False) for t, l, _ in torchvision_boxes(h, w, s)[::2]],
 }
 
 
@@ -144,3 +186,44 @@ def test_ipython_shows_the_short_message_not_a_traceback():
     shell = start_ipython()
     result = shell.run_cell("import cnnkit.check as c\nc.receptive_field(lambda n, k: 0)")
     assert isinstance(result.error_in_exec, check.ExerciseFailed)
+
+
+@pytest.mark.parametrize("wrong", [
+    lambda: v2.RandomRotation(180),                           # turns a 6 into a 9
+    lambda: v2.Identity(),                                    # augments nothing
+    lambda: v2.RandomCrop(24),                                # changes the size
+    lambda: v2.RandomVerticalFlip(p=1.0),
+], ids=["half-turns", "identity", "shrinks", "vflip"])
+def test_digit_augmentation_rejects_label_changing_or_useless_pipelines(wrong):
+    with pytest.raises(check.ExerciseFailed):
+        check.digit_augmentation(wrong)
+
+
+@pytest.mark.parametrize("right", [
+    lambda: v2.RandomRotation(15),
+    lambda: v2.RandomCrop(28, padding=3),
+    lambda: v2.RandomAffine(degrees=15, translate=(0.1, 0.1), scale=(0.85, 1.15), shear=10),
+    lambda: v2.ElasticTransform(alpha=30.0),
+], ids=["rotation", "padded-crop", "affine", "elastic"])
+def test_digit_augmentation_accepts_reasonable_pipelines(right):
+    check.digit_augmentation(right)
+
+
+def test_flip_tta_rejects_plain_prediction_and_train_mode():
+    with pytest.raises(check.ExerciseFailed, match="original images alone"):
+        check.flip_tta(lambda m, x: tta.predict(m, x))
+
+    def train_mode(model, x):
+        with torch.no_grad():
+            return (model(x).softmax(1) + model(x.flip(-1)).softmax(1)) / 2
+    with pytest.raises(check.ExerciseFailed, match="eval mode"):
+        check.flip_tta(train_mode)
+
+
+def test_ten_crop_boxes_accepts_either_rounding_of_the_centre():
+    def floor_centre(h, w, s):
+        boxes = [(0, 0), (0, w - s), (h - s, 0), (h - s, w - s), ((h - s) // 2, (w - s) // 2)]
+        return [(t, l, f) for t, l in boxes for f in (False, True)]
+    check.ten_crop_boxes(floor_centre)
+    with pytest.raises(check.ExerciseFailed):          # an off-centre "centre" is wrong
+        check.ten_crop_boxes(lambda h, w, s: [(t + (i == 8), l, f) for i, (t, l, f) in enumerate(floor_centre(h, w, s))])
