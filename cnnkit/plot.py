@@ -23,6 +23,26 @@ __all__ = ["show_images", "show_filters", "show_feature_maps", "plot_history",
            "layer_diagram", "block_diagram", "show_augmentations"]
 
 
+def _show_figures_inline() -> None:
+    """In a notebook, display returned Figures even before pyplot has drawn anything.
+
+    IPython registers its PNG formatter for Figures when pyplot first starts its
+    inline backend; a cell whose first figure comes from here would otherwise
+    show only "<Figure size ...>".
+    """
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is not None and type(shell).__name__ == "ZMQInteractiveShell" \
+            and "inline" in str(matplotlib.get_backend()):
+        shell.enable_matplotlib("inline")
+
+
+_show_figures_inline()
+
+
 def _to_numpy_images(images) -> np.ndarray:
     """Tensor/array (N, C, H, W), (N, H, W) or list of (C, H, W) -> (N, H, W) or (N, H, W, 3)."""
     if isinstance(images, (list, tuple)):
@@ -106,7 +126,8 @@ def show_augmentations(image: torch.Tensor, transforms, n: int = 7, seed: int = 
         torch.manual_seed(seed)
         for r, (name, transform) in enumerate(rows.items()):
             views = [image] + [transform(image) for _ in range(n)]
-            for c, (ax, im) in enumerate(zip(axes[r], _to_numpy_images([v.clamp(0, 1) for v in views]))):
+            for c, (ax, view) in enumerate(zip(axes[r], views)):
+                im = _to_numpy_images(view.detach().clamp(0, 1)[None])[0]    # views may differ in size
                 ax.imshow(im, cmap="gray" if im.ndim == 2 else None, vmin=0, vmax=1)
                 ax.set_xticks([]); ax.set_yticks([])
                 if c == 0:
