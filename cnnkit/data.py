@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 
 __all__ = ["SmallMNIST", "data_dir", "verify_file", "load_mnist5k", "stratified_split",
            "load_photo", "PHOTOS", "toy_2d", "ImageDataset", "Shapes", "make_shapes", "SHAPE_CLASSES",
-           "TEXTURES"]
+           "TEXTURES", "load_faces", "FACE_CLASSES"]
 
 MNIST5K_FILE = "mnist5k/mnist_5k.csv.gz"
 MNIST_CLASSES = [f"{d} - {w}" for d, w in enumerate(
@@ -351,3 +351,31 @@ class Shapes(ImageDataset):
 
     def __repr__(self) -> str:
         return f"Shapes(n={len(self)}, seed={self.seed}, size={self.images.shape[-1]}, transform={self.transform!r})"
+
+
+# ----------------------------------------------------------------------------
+# Faces / non-faces: 200 real 25x25 crops bundled with scikit-image
+# ----------------------------------------------------------------------------
+
+FACE_CLASSES = ("not a face", "face")
+
+
+def load_faces() -> tuple[torch.Tensor, torch.Tensor]:
+    """200 grayscale 25x25 crops bundled with scikit-image (``skimage.data.lfw_subset``):
+    100 faces from Labeled Faces in the Wild and 100 non-face patches.
+
+    Returns images float (200, 1, 25, 25) in [0, 1] and labels int64 (200,), 1 = face,
+    names in ``FACE_CLASSES``. Offline; LFW is free for research use (see data/README.md).
+    See: notebooks/07_transfer_learning.ipynb
+    """
+    try:
+        import skimage.data
+    except ImportError as exc:  # pragma: no cover - scikit-image is in the pinned stack
+        raise ImportError("load_faces needs scikit-image: run `make setup`") from exc
+    images = torch.from_numpy(np.asarray(skimage.data.lfw_subset(), dtype=np.float32).copy())
+    if images.shape != (200, 25, 25):
+        raise ValueError(f"skimage.data.lfw_subset() has shape {tuple(images.shape)}, expected (200, 25, 25); "
+                         "is scikit-image the pinned version? run `make setup`")
+    images = (images - images.min()) / (images.max() - images.min())
+    labels = torch.cat([torch.ones(100), torch.zeros(100)]).long()     # the first 100 are faces
+    return images.unsqueeze(1), labels

@@ -145,12 +145,14 @@ def fit(model: nn.Module, train, val=None, *, epochs: int = 10, lr: float = 1e-3
         live_plot: bool | None = None, progress: bool = True, title: str | None = None,
         log_dir: str | os.PathLike | None = None, checkpoint: str | os.PathLike | None = None,
         resume: str | os.PathLike | None = None, patience: int | None = None,
-        monitor: str = "val_loss") -> History:
+        monitor: str = "val_loss", param_groups: list[dict] | None = None) -> History:
     """Train `model` on `train` for `epochs` epochs, evaluating on `val` after each.
 
     train, val: a Dataset (batched with `batch_size`, train shuffled) or a DataLoader.
-    optimizer: defaults to Adam(model.parameters(), lr); a list of parameter groups
-    built by the caller works too (e.g. different learning rates per layer).
+    optimizer: defaults to Adam(lr) over the trainable parameters (requires_grad=True).
+    param_groups: instead, a list of parameter groups for that Adam, each with its own
+    "lr" (e.g. ``cnnkit.transfer.layerwise_lr_groups``); or build any optimizer over
+    them yourself and pass it as `optimizer`.
     scheduler: stepped once per epoch (OneCycleLR and CyclicLR once per batch);
     the learning rate of each epoch is recorded in ``history.lr``.
     loss_fn: defaults to cross-entropy. device: defaults to cuda > mps > cpu.
@@ -176,6 +178,15 @@ def fit(model: nn.Module, train, val=None, *, epochs: int = 10, lr: float = 1e-3
     if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
         raise TypeError(f"optimizer must be a torch.optim.Optimizer (an instance), "
                         f"got {type(optimizer).__name__}")
+    if param_groups is not None and optimizer is not None:
+        raise ValueError("pass either optimizer or param_groups, not both (build the optimizer over the groups)")
+    if param_groups is not None and (not isinstance(param_groups, (list, tuple)) or not param_groups
+                                     or not all(isinstance(g, dict) and "params" in g for g in param_groups)):
+        raise TypeError("param_groups must be a non-empty list of dicts with a 'params' key, "
+                        "e.g. cnnkit.transfer.layerwise_lr_groups(model, head_lr=1e-3)")
+    if optimizer is None and param_groups is None and not any(p.requires_grad for p in model.parameters()):
+        raise ValueError("the model has no trainable parameters (all have requires_grad=False): "
+                         "unfreeze the layers to train, e.g. cnnkit.transfer.freeze_all_but_head(model)")
     if monitor not in ("val_loss", "val_acc"):
         raise ValueError(f"monitor must be 'val_loss' or 'val_acc', got {monitor!r}")
     if patience is not None and (isinstance(patience, bool) or not isinstance(patience, int) or patience < 1):
@@ -187,7 +198,9 @@ def fit(model: nn.Module, train, val=None, *, epochs: int = 10, lr: float = 1e-3
 
     device = torch.device(device) if device is not None else get_device()
     model.to(device)
-    optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=lr)
+    if optimizer is None:
+        optimizer = torch.optim.Adam(param_groups if param_groups is not None
+                                     else [p for p in model.parameters() if p.requires_grad], lr=lr)
     loss_fn = loss_fn or nn.CrossEntropyLoss()
     per_batch = isinstance(scheduler, (torch.optim.lr_scheduler.OneCycleLR, torch.optim.lr_scheduler.CyclicLR))
     history, first_epoch = History(), 1
