@@ -30,7 +30,8 @@ __all__ = ["ExerciseFailed", "NotImplementedYet", "run_check",
            "batch_norm_train", "layer_norm_rows", "he_std", "eval_predict",
            "topk_accuracy", "inception_block", "residual_block", "head_in_features", "Score",
            "should_stop", "epoch_to_keep", "step_lr", "overfitting_epoch",
-           "digit_augmentation", "split_without_leak", "flip_tta", "ten_crop_boxes"]
+           "digit_augmentation", "split_without_leak", "flip_tta", "ten_crop_boxes",
+           "freeze_but_head", "new_head", "count_trainable", "lr_groups"]
 
 
 class ExerciseFailed(AssertionError):
@@ -790,3 +791,129 @@ def ten_crop_boxes(fn: Callable, n: int = 200, seed: int = 0) -> None:
                                  "four corners (0 or H-size, 0 or W-size) and the centre ((H-size)//2, "
                                  "(W-size)//2), each with flipped False and True: ten triples")
     _passed(ex, len(cases))
+
+
+# ----------------------------------------------------------------------------
+# 07_transfer_learning
+# ----------------------------------------------------------------------------
+
+def _transfer_models() -> list[tuple[nn.Module, str]]:
+    """Small models with their heads in the places real ones keep them."""
+    torch.manual_seed(0)
+    flat = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                         nn.Flatten(), nn.Linear(4, 10))                                  # head "5"
+
+    class Net(nn.Module):                                                                   # head "fc"
+        def __init__(self):
+            super().__init__()
+            self.features = nn.Sequential(nn.Conv2d(3, 6, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+            self.fc = nn.Linear(6, 7)
+
+        def forward(self, x):
+            return self.fc(self.features(x))
+
+    class Nested(Net):                                                                      # head "classifier.2"
+        def __init__(self):
+            super().__init__()
+            del self.fc
+            self.classifier = nn.Sequential(nn.Dropout(0.1), nn.Linear(6, 6), nn.Linear(6, 9))
+
+        def forward(self, x):
+            return self.classifier(self.features(x))
+    return [(flat, "5"), (Net(), "fc"), (Nested(), "classifier.2")]
+
+
+def freeze_but_head(fn: Callable) -> None:
+    """fn(model, head_name) freezes every parameter except those of model.get_submodule(head_name)."""
+    ex = "freeze_but_head"
+    run_check(ex, fn)
+    for model, head in _transfer_models():
+        for p in model.parameters():
+            p.requires_grad_(True)
+        _call(ex, fn, model, head)
+        head_params = {id(p) for p in model.get_submodule(head).parameters()}
+        for name, p in model.named_parameters():
+            if (id(p) in head_params) != p.requires_grad:
+                state = "still trainable" if p.requires_grad else "frozen"
+                raise ExerciseFailed(ex, f"with head '{head}', parameter '{name}' is {state}",
+                                     "set requires_grad=False on all parameters, then True on the head's")
+    _passed(ex, 3)
+
+
+def new_head(fn: Callable) -> None:
+    """fn(model, head_name, num_classes) replaces the Linear at head_name by a new
+    Linear(in_features, num_classes) and returns the model; nothing else changes."""
+    ex = "new_head"
+    run_check(ex, fn)
+    for model, head in _transfer_models():
+        for num_classes in (2, 5):
+            for p in model.parameters():
+                p.requires_grad_(False)                         # as after freezing
+            old = model.get_submodule(head)
+            others = {name: m for name, m in model.named_modules() if name and not name.startswith(head)}
+            got = _call(ex, fn, model, head, num_classes)
+            if got is not model:
+                raise ExerciseFailed(ex, "return the model itself (changed in place)", "end with `return model`")
+            new = model.get_submodule(head)
+            if new is old or not isinstance(new, nn.Linear):
+                raise ExerciseFailed(ex, f"model.{head} is still the old layer (or not an nn.Linear)",
+                                     "setattr(parent, last_name, nn.Linear(old.in_features, num_classes))")
+            if (new.in_features, new.out_features) != (old.in_features, num_classes):
+                raise ExerciseFailed(ex, f"the new head maps {new.in_features} -> {new.out_features}; expected "
+                                         f"{old.in_features} -> {num_classes}",
+                                     "keep in_features of the old head, out_features = num_classes")
+            if not all(p.requires_grad for p in new.parameters()):
+                raise ExerciseFailed(ex, "the new head is frozen", "a fresh nn.Linear is trainable; do not freeze it")
+            changed = [n for n, m in others.items() if model.get_submodule(n) is not m]
+            if changed:
+                raise ExerciseFailed(ex, f"other layers were replaced too: {changed}", "replace only the head")
+            out = model(torch.randn(2, 3, 8, 8))
+            if out.shape != (2, num_classes):
+                raise ExerciseFailed(ex, f"the model now outputs {tuple(out.shape)}, expected (2, {num_classes})")
+    _passed(ex, 6)
+
+
+def count_trainable(fn: Callable, n: int = 30, seed: int = 0) -> None:
+    """fn(model) -> number of parameters (numbers, not tensors) with requires_grad=True."""
+    ex = "count_trainable"
+    run_check(ex, fn)
+    rng = random.Random(seed)
+    count = 0
+    for model, _ in _transfer_models():
+        for _ in range(n // 3):
+            for p in model.parameters():
+                p.requires_grad_(rng.random() < 0.5)
+            want = sum(p.numel() for p in model.parameters() if p.requires_grad)
+            got = _call(ex, fn, model)
+            if got != want:
+                total = sum(p.numel() for p in model.parameters())
+                raise ExerciseFailed(ex, f"you counted {got!r}; {want} of the model's {total} parameters are trainable",
+                                     "sum p.numel() over model.parameters() with p.requires_grad" if got != total
+                                     else "count only the parameters with p.requires_grad")
+            count += 1
+    _passed(ex, count)
+
+
+def lr_groups(fn: Callable) -> None:
+    """fn(layers, head_lr, decay) -> [{"params": [...], "lr": ...}] per layer (input first), the
+    last layer at head_lr and each earlier one `decay` times the next."""
+    ex = "lr_groups"
+    run_check(ex, fn)
+    torch.manual_seed(0)
+    for sizes, head_lr, decay in (((3, 4, 5, 2), 1e-3, 0.5), ((2, 2), 0.01, 0.1), ((4, 3, 3, 3, 3, 2), 3e-4, 0.3)):
+        layers = [nn.Linear(a, b) for a, b in zip(sizes, sizes[1:])]
+        got = _call(ex, fn, layers, head_lr, decay)
+        if not isinstance(got, list) or len(got) != len(layers) or not all(isinstance(g, dict) for g in got):
+            raise ExerciseFailed(ex, f"for {len(layers)} layers expected a list of {len(layers)} dicts, got {_short(got)}")
+        for i, (group, layer) in enumerate(zip(got, layers)):
+            want_lr = head_lr * decay ** (len(layers) - 1 - i)
+            if {id(p) for p in group.get("params", [])} != {id(p) for p in layer.parameters()}:
+                raise ExerciseFailed(ex, f"group {i} does not hold exactly the parameters of layer {i}",
+                                     "{'params': list(layer.parameters()), 'lr': ...}")
+            if not isinstance(group.get("lr"), (int, float)) or abs(group["lr"] - want_lr) > 1e-12 * max(1, want_lr):
+                raise ExerciseFailed(ex, f"layer {i} of {len(layers)} (head_lr={head_lr}, decay={decay}) got lr "
+                                         f"{group.get('lr')!r}, expected {want_lr:.3g}",
+                                     "the last layer (the head) gets head_lr; each step towards the input "
+                                     "multiplies by decay")
+        torch.optim.SGD(got, lr=1.0)                           # the groups must be usable as they are
+    _passed(ex, 3)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from torch import nn
 
-__all__ = ["head_name", "head_of", "replace_head", "freeze_all_but_head", "freeze", "unfreeze",
+__all__ = ["head_name", "head_of", "replace_head", "freeze_all_but_head", "freeze", "unfreeze", "freeze_batchnorm",
            "trainable_params", "stages", "layerwise_lr_groups"]
 
 
@@ -83,13 +83,16 @@ def trainable_params(model: nn.Module) -> int:
 
 def stages(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """The model's layers from input to output, coarse enough to give each its own learning rate:
-    its top-level children in order, with containers of blocks (ModuleList, Sequential of
-    blocks such as ResNet's layer1..4 or EfficientNet's _blocks) split into their blocks.
+    its top-level children in order, with containers of blocks (a ModuleList, or a Sequential
+    of blocks of one type, such as ResNet's layer1..4 or EfficientNet's _blocks) split into
+    their blocks.
     Children without parameters are left out."""
     result = []
     for name, child in model.named_children():
-        if isinstance(child, nn.ModuleList):
-            result += [(f"{name}.{i}", block) for i, block in enumerate(child)]
+        blocks = list(child.children())
+        repeated = len(blocks) > 1 and len({type(b) for b in blocks}) == 1    # e.g. ResNet's layer1
+        if isinstance(child, nn.ModuleList) or (isinstance(child, nn.Sequential) and repeated):
+            result += [(f"{name}.{i}", block) for i, block in enumerate(blocks)]
         else:
             result.append((name, child))
     return [(name, module) for name, module in result if any(True for _ in module.parameters())]
@@ -117,3 +120,24 @@ def layerwise_lr_groups(model: nn.Module, head_lr: float, decay: float = 0.5,
     if not groups:
         raise ValueError("the model has no trainable parameters: unfreeze some layers first")
     return groups[::-1]
+
+
+def freeze_batchnorm(model: nn.Module) -> nn.Module:
+    """Replace every nn.BatchNorm2d by torchvision's FrozenBatchNorm2d with the same statistics.
+
+    requires_grad=False does not stop batch norm: in train mode it still normalises with
+    the batch's statistics and overwrites its running averages, which on a tiny target
+    set ruins what was learned on the large one. Frozen, it always uses the stored ones.
+    """
+    from torchvision.ops import FrozenBatchNorm2d
+    for name, child in model.named_children():
+        if isinstance(child, nn.BatchNorm2d):
+            frozen = FrozenBatchNorm2d(child.num_features, eps=child.eps)
+            frozen.weight.copy_(child.weight.detach())
+            frozen.bias.copy_(child.bias.detach())
+            frozen.running_mean.copy_(child.running_mean)
+            frozen.running_var.copy_(child.running_var)
+            setattr(model, name, frozen.to(child.weight.device))
+        else:
+            freeze_batchnorm(child)
+    return model

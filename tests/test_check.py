@@ -81,6 +81,33 @@ def torchvision_boxes(h, w, size):
     return [(t, l, f) for t, l, _, _ in tta.crop_boxes((h, w), size) for f in (False, True)]
 
 
+# 07_transfer_learning answers
+def good_freeze(model, head):
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for p in model.get_submodule(head).parameters():
+        p.requires_grad_(True)
+
+
+def freeze_everything(model, head):                    # forgets to unfreeze the head
+    for p in model.parameters():
+        p.requires_grad_(False)
+
+
+def good_new_head(model, head, num_classes):
+    parent_name, _, attr = head.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, attr, nn.Linear(model.get_submodule(head).in_features, num_classes))
+    return model
+
+
+def frozen_new_head(model, head, num_classes):          # the new head is frozen too
+    good_new_head(model, head, num_classes)
+    for p in model.get_submodule(head).parameters():
+        p.requires_grad_(False)
+    return model
+
+
 RIGHT = {
     check.output_size: conv.conv_output_size,
     check.conv_params: conv.conv_params,
@@ -107,6 +134,11 @@ RIGHT = {
     check.split_without_leak: good_split,
     check.flip_tta: good_flip_tta,
     check.ten_crop_boxes: torchvision_boxes,
+    check.freeze_but_head: good_freeze,
+    check.new_head: good_new_head,
+    check.count_trainable: lambda m: sum(p.numel() for p in m.parameters() if p.requires_grad),
+    check.lr_groups: lambda layers, lr, d: [{"params": list(l.parameters()), "lr": lr * d ** (len(layers) - 1 - i)}
+                                            for i, l in enumerate(layers)],
 }
 
 WRONG = {
@@ -135,6 +167,11 @@ WRONG = {
     check.split_without_leak: leaky_split,
     check.flip_tta: logit_flip_tta,
     check.ten_crop_boxes: lambda h, w, s: [(t, l, False) for t, l, _ in torchvision_boxes(h, w, s)[::2]],
+    check.freeze_but_head: freeze_everything,
+    check.new_head: frozen_new_head,
+    check.count_trainable: lambda m: sum(p.numel() for p in m.parameters()),           # counts frozen ones
+    check.lr_groups: lambda layers, lr, d: [{"params": list(l.parameters()), "lr": lr * d ** i}   # reversed
+                                            for i, l in enumerate(layers)],
 }
 
 
