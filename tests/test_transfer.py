@@ -94,6 +94,7 @@ def test_corrupt_weights_are_refused(monkeypatch, tmp_path):
 
 def test_resnet_weights_offline_fail_fast_with_instructions(monkeypatch, tmp_path):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    import torchvision.models  # noqa: F401  (importing torchvision once takes seconds; not what is timed)
     for arch, make in (("resnet18", models.resnet18), ("resnet50", models.resnet50)):
         start = time.perf_counter()
         with pytest.raises(FileNotFoundError) as info:
