@@ -17,9 +17,15 @@ from cnnkit import nbtools
 from conftest import NOTEBOOKS, ROOT
 
 ids = [p.stem for p in NOTEBOOKS]
-MACHINE_PATH = re.compile(r"(/home/|/root/|/Users/|/tmp/|/work/|[A-Za-z]:\\\\|site-packages|\.venv/)")
+# A Windows drive is one letter on its own ("C:\\" in the JSON), not the end of a word ("with:\n").
+MACHINE_PATH = re.compile(r"(/home/|/root/|/Users/|/tmp/|/work/|(?<![A-Za-z])[A-Za-z]:\\\\|site-packages|\.venv/)")
 SOLUTION = ("### BEGIN SOLUTION", "### END SOLUTION")
 HIDDEN = ("### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS")
+
+
+def test_machine_path_pattern():
+    assert MACHINE_PATH.search(r'"C:\\Users\\ann"') and MACHINE_PATH.search('"/home/ann/x.png"')
+    assert not MACHINE_PATH.search(r'print(f"failed with:\\n{message}")')
 
 
 def test_there_are_notebooks():
