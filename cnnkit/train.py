@@ -547,12 +547,28 @@ class _eval_mode:
         self.model.train(self.was_training)
 
 
+def _device_of(model: nn.Module, device=None) -> torch.device:
+    """`device` if given, else where the model's parameters are (the CPU if it has none)."""
+    if device is not None:
+        return torch.device(device)
+    return next((p.device for p in model.parameters()), torch.device("cpu"))
+
+
+def _input_batches(data, batch_size: int = 256) -> Iterable[torch.Tensor]:
+    """The inputs of `data`, batch by batch, in order: slices of a tensor (N, ...), or the
+    first element of each batch of a Dataset / DataLoader of (input, target) pairs."""
+    if isinstance(data, torch.Tensor):
+        yield from data.split(batch_size)
+        return
+    for batch in as_loader(data, batch_size, shuffle=False):
+        yield batch[0] if isinstance(batch, (tuple, list)) else batch
+
+
 def evaluate(model: nn.Module, data, *, loss_fn: Callable | None = None, device=None,
              batch_size: int = 256) -> dict[str, float]:
     """Mean loss and accuracy of `model` on `data` (Dataset or DataLoader), in eval mode."""
     loader = as_loader(data, batch_size, shuffle=False)
-    device = torch.device(device) if device is not None else next(
-        (p.device for p in model.parameters()), torch.device("cpu"))
+    device = _device_of(model, device)
     loss_fn = loss_fn or nn.CrossEntropyLoss()
     total_loss, total_correct, seen, classification = 0.0, 0, 0, True
     with _eval_mode(model):
@@ -580,16 +596,10 @@ def predict(model: nn.Module, data, *, device=None, batch_size: int = 256,
     (N, C, H, W). probs=False returns the raw outputs (logits) instead.
     ``predict(model, data).argmax(1)`` gives the predicted classes.
     """
-    device = torch.device(device) if device is not None else next(
-        (p.device for p in model.parameters()), torch.device("cpu"))
-    if isinstance(data, torch.Tensor):
-        batches = ((chunk,) for chunk in data.split(batch_size))
-    else:
-        batches = as_loader(data, batch_size, shuffle=False)
+    device = _device_of(model, device)
     outputs = []
     with _eval_mode(model):
-        for batch in batches:
-            x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        for x in _input_batches(data, batch_size):
             out = model(x.to(device))
             outputs.append((out.softmax(dim=1) if probs else out).cpu())
     if not outputs:

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnkit.train import _eval_mode, as_loader
+from cnnkit.train import _device_of, _eval_mode, _input_batches
 
 __all__ = ["predict", "identity", "hflip", "crop", "crop_boxes", "five_crop", "ten_crop", "shifts",
            "View", "VIEWS"]
@@ -144,20 +144,16 @@ def predict(model: nn.Module, data, views: Sequence[View | str] = ("identity",),
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     views = _resolve(views)
-    device = torch.device(device) if device is not None else next(
-        (p.device for p in model.parameters()), torch.device("cpu"))
+    device = _device_of(model, device)
     if isinstance(data, torch.Tensor):
         if data.dim() != 4:
             raise ValueError(f"data must be a batch of images (N, C, H, W), got shape {tuple(data.shape)}")
         if len(data) == 0:
             raise ValueError("data is empty: nothing to predict")
-        batches = ((chunk,) for chunk in data.split(batch_size))
-    else:
-        batches = as_loader(data, batch_size, shuffle=False)
     outputs = []
     with _eval_mode(model):
-        for batch in batches:
-            x = (batch[0] if isinstance(batch, (tuple, list)) else batch).to(device)
+        for x in _input_batches(data, batch_size):
+            x = x.to(device)
             total = None
             for view in views:
                 probs = model(view(x)).softmax(dim=1)                   # (N, K)
