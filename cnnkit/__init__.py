@@ -16,16 +16,43 @@ Each module belongs to a lesson; its docstring says which one.
     check          exercise checks with immediate feedback    (every notebook)
     grading        release and grading tools: python -m cnnkit (README, "For instructors")
 
-The lesson modules are imported on demand: ``from cnnkit import models``.
+Nothing heavy happens on ``import cnnkit``: each submodule is imported the first
+time it is used (``cnnkit.plot``, ``from cnnkit import models``), so a script that
+only grades notebooks never imports matplotlib or torchvision (PEP 562).
 """
 
-from cnnkit import check, conv, data, plot, train
+import importlib
+
 from cnnkit.core import get_device, setup
-from cnnkit.train import History, evaluate, fit, predict
 
 __version__ = "0.1.0"
+
+# Submodules loaded on first access as attributes: cnnkit.conv, cnnkit.check, ...
+_SUBMODULES = ("autograd", "check", "conv", "core", "data", "grading", "init", "models", "nbtools",
+               "norm", "plot", "pretrained", "train", "transfer", "tta")
+# Names re-exported from a submodule, also loaded on first access: cnnkit.fit is cnnkit.train.fit.
+_FROM_SUBMODULE = {"fit": "train", "evaluate": "train", "predict": "train", "History": "train"}
 
 __all__ = [
     "setup", "get_device", "fit", "evaluate", "predict", "History",
     "check", "conv", "data", "plot", "train", "__version__",
 ]
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        try:
+            return importlib.import_module(f"cnnkit.{name}")   # also sets cnnkit.<name>
+        except ModuleNotFoundError as exc:
+            if exc.name != f"cnnkit.{name}":
+                raise                                         # a dependency is missing: say which
+            raise AttributeError(f"module 'cnnkit' has no attribute {name!r}") from None
+    if name in _FROM_SUBMODULE:
+        value = getattr(importlib.import_module(f"cnnkit.{_FROM_SUBMODULE[name]}"), name)
+        globals()[name] = value                               # next access skips __getattr__
+        return value
+    raise AttributeError(f"module 'cnnkit' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_SUBMODULES) | set(_FROM_SUBMODULE))

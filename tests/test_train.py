@@ -110,7 +110,7 @@ def test_fit_is_reproducible_with_setup():
 
 @pytest.mark.parametrize("kwargs,exc,match", [
     (dict(epochs=-1), ValueError, "epochs"),
-    (dict(epochs=1.5), ValueError, "epochs"),
+    (dict(epochs=1.5), TypeError, "epochs"),      # a wrong type (cnnkit.core.require_int)
     (dict(lr=0), ValueError, "lr"),
     (dict(batch_size=0), ValueError, "batch_size"),
     (dict(optimizer=torch.optim.Adam), TypeError, "optimizer"),
