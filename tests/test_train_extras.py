@@ -112,7 +112,9 @@ def test_early_stopping_restores_best_weights_and_says_why():
     h = train.fit(model, small, data(seed=1), epochs=40, lr=0.01, patience=3, progress=False, device="cpu")
     assert h.epochs < 40 and h.stopped.startswith("early stopping")
     best = h.val_loss.index(min(h.val_loss)) + 1
-    assert h.best_epoch_ == best and h.epochs == best + 3
+    assert h.best_monitored_epoch == best and h.epochs == best + 3
+    assert h.best_epoch_ == best                      # the former name, used by notebook 05, still works
+    assert h.best_epoch("val_loss") == best           # the method computes the same from the lists
     assert train.evaluate(model, data(seed=1))["loss"] == pytest.approx(min(h.val_loss), rel=1e-5)
 
 
