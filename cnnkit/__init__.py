@@ -3,15 +3,18 @@
 Each module belongs to a lesson; its docstring says which one.
 
     setup()        seeds everything and picks a device      (every notebook)
+    core           setup, eval_mode, the argument checks (require_int: TypeError / ValueError)
     data           SmallMNIST and other small real datasets   (data/)
     conv           convolution and pooling from scratch       (01_convolutions)
     autograd       a scalar autograd engine                   (02_backprop)
     norm, init     batch/layer norm, initialisation schemes   (03_normalization)
     models         LeNet ... ResNet, EfficientNet-Lite0       (04_architectures, 07_transfer_learning)
+                   a package: classic, resnet, efficientnet, profile
     tta            test-time augmentation (AlexNet's 10 crops) (06_augmentation)
     pretrained     ImageNet weights offline, preprocessing    (07_transfer_learning)
     transfer       freeze, new head, layer-wise learning rates (07_transfer_learning)
     train          fit / evaluate / predict with live curves  (every notebook; 05_training)
+      checkpoint, lr_finder, monitor, batches: fit's helpers (public names also in train)
     plot           image grids, filters, feature maps, curves (every notebook)
     check          exercise checks with immediate feedback    (every notebook)
     grading        release and grading tools: python -m cnnkit (README, "For instructors")
@@ -28,8 +31,9 @@ from cnnkit.core import get_device, setup
 __version__ = "0.1.0"
 
 # Submodules loaded on first access as attributes: cnnkit.conv, cnnkit.check, ...
-_SUBMODULES = ("autograd", "check", "conv", "core", "data", "grading", "init", "models", "nbtools",
-               "norm", "plot", "pretrained", "train", "transfer", "tta")
+_SUBMODULES = ("autograd", "batches", "check", "checkpoint", "conv", "core", "data", "grading", "init",
+               "lr_finder", "models", "monitor", "nbtools", "norm", "plot", "pretrained", "train", "transfer",
+               "tta")
 # Names re-exported from a submodule, also loaded on first access: cnnkit.fit is cnnkit.train.fit.
 _FROM_SUBMODULE = {"fit": "train", "evaluate": "train", "predict": "train", "History": "train"}
 
