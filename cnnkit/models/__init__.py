@@ -18,13 +18,17 @@ ImageNet weights that ship inside a pip package (see ``cnnkit.pretrained``).
 See: notebooks/04_architectures.ipynb, notebooks/07_transfer_learning.ipynb
 """
 
-from cnnkit.models.classic import (GOOGLENET_BLOCKS, VGG, VGG_CONFIGS, AlexNet, BasicConv2d, GoogLeNet,
-                                   Inception, InceptionAux, alexnet, conv_bn_relu, googlenet, inception_bn,
-                                   lenet5, vgg11, vgg13, vgg16, vgg19)
-from cnnkit.models.efficientnet import LITE0_STAGES, EfficientNetLite, MBConv, SameConv2d, efficientnet_lite0
+# Every public name of the four modules, as before the split (cnnkit.models.AlexNet, ...); __all__
+# below keeps the short list that `from cnnkit.models import *` gave.
+from cnnkit.models.classic import (  # noqa: F401
+    GOOGLENET_BLOCKS, VGG, VGG_CONFIGS, AlexNet, BasicConv2d, GoogLeNet, Inception, InceptionAux, alexnet,
+    conv_bn_relu, googlenet, inception_bn, lenet5, vgg11, vgg13, vgg16, vgg19)
+from cnnkit.models.efficientnet import (  # noqa: F401
+    LITE0_STAGES, EfficientNetLite, MBConv, SameConv2d, efficientnet_lite0)
 from cnnkit.models.profile import compare, count_params, profile, summary
-from cnnkit.models.resnet import (BasicBlock, Bottleneck, ResNet, SmallBlock, ZeroPadShortcut, conv1x1, conv3x3,
-                                  resnet18, resnet34, resnet50, resnet101, resnet152, resnet_small)
+from cnnkit.models.resnet import (  # noqa: F401
+    BasicBlock, Bottleneck, ResNet, SmallBlock, ZeroPadShortcut, conv1x1, conv3x3, resnet18, resnet34, resnet50,
+    resnet101, resnet152, resnet_small)
 
 __all__ = ["lenet5", "alexnet", "vgg11", "vgg13", "vgg16", "vgg19", "googlenet", "inception_bn",
            "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnet_small",
