@@ -26,7 +26,7 @@ only grades notebooks never imports matplotlib or torchvision (PEP 562).
 
 import importlib
 
-from cnnkit.core import get_device, setup
+from cnnkit.core import eval_mode, get_device, setup
 
 __version__ = "0.1.0"
 
@@ -38,7 +38,7 @@ _SUBMODULES = ("autograd", "batches", "check", "checkpoint", "conv", "core", "da
 _FROM_SUBMODULE = {"fit": "train", "evaluate": "train", "predict": "train", "History": "train"}
 
 __all__ = [
-    "setup", "get_device", "fit", "evaluate", "predict", "History",
+    "setup", "get_device", "eval_mode", "fit", "evaluate", "predict", "History",
     "check", "conv", "data", "plot", "train", "__version__",
 ]
 
