@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from browser_support import CHROMIUM_ARGS, SHOTS, chromium_path
+from .browser_support import CHROMIUM_ARGS, SHOTS, chromium_path
 
 HERE = Path(__file__).resolve().parent
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from browser_support import ROOT, ConsoleLog
+from .browser_support import ROOT, ConsoleLog
 
 NOTEBOOK = "01_convolutions.ipynb"
 KERNEL_DISPLAY_NAME = "Python (CNN course)"

@@ -13,7 +13,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from browser_support import ROOT, ConsoleLog
+from .browser_support import ROOT, ConsoleLog
 
 sys.path.insert(0, str(ROOT / "scripts"))
 import build_site  # noqa: E402
