@@ -2,8 +2,8 @@
 
 Nothing is executed: each page shows the outputs stored in `notebooks/`. The
 site works offline and from any static host: figures are embedded, formulas are
-typeset by a bundled copy of MathJax (from the `jupyter-server-mathjax` package),
-no page loads anything from outside the site.
+typeset by a bundled copy of MathJax 3 (from the `django-static-mathjax` wheel,
+which needs no Django), no page loads anything from outside the site.
 
     .venv/bin/python scripts/build_site.py                  # student site -> build/site/
     .venv/bin/python scripts/build_site.py --instructor     # with solutions -> build/site-instructor/
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import html
+import importlib.util
 import re
 import shutil
 import subprocess
@@ -120,8 +121,8 @@ def build(out: Path, instructor: bool = False) -> list[Path]:
         shutil.rmtree(out)
     (out / "_static").mkdir(parents=True)
     shutil.copy(TEMPLATES / "course.css", out / "_static" / "course.css")
-    shutil.copytree(mathjax_folder(), out / "_static" / "mathjax",
-                    ignore=shutil.ignore_patterns("localization", "unpacked", "*.md"))
+    (out / "_static" / "mathjax").mkdir()
+    shutil.copy(mathjax_script(), out / "_static" / "mathjax" / "tex-svg-full.js")
 
     exporter = HTMLExporter(template_name="lab", extra_template_paths=[str(TEMPLATES)],
                             template_file="lesson.html.j2", exclude_input_prompt=False)
@@ -145,9 +146,14 @@ def build(out: Path, instructor: bool = False) -> list[Path]:
     return [out / "index.html"] + pages
 
 
-def mathjax_folder() -> Path:
-    import jupyter_server_mathjax
-    return Path(jupyter_server_mathjax.__file__).parent / "static"
+def mathjax_script() -> Path:
+    """MathJax 3 (TeX in, SVG out, every TeX extension) as one file, from the django-static-mathjax wheel."""
+    spec = importlib.util.find_spec("mathjax")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        script = Path(folder) / "static" / "mathjax" / "es5" / "tex-svg-full.js"
+        if script.is_file():
+            return script
+    raise FileNotFoundError("MathJax not found: pip install -c constraints.txt django-static-mathjax")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -121,7 +121,7 @@ def _visit(browser, url: str):
 PAGE_PROBLEMS = """() => {
   const broken = Array.from(document.images).filter(i => !i.complete || i.naturalWidth === 0)
                       .map(i => (i.getAttribute('src') || '').slice(0, 60));
-  const typeset = document.querySelectorAll('.MathJax, .MathJax_Display').length;
+  const typeset = document.querySelectorAll('mjx-container').length;
   const texts = Array.from(document.querySelectorAll('.jp-RenderedMarkdown'))
                      .map(e => e.innerText).join('\\n');
   const raw = (texts.match(/\\$\\$[^$]+\\$\\$|\\$[^$\\s][^$\\n]*\\$|\\\\\\(|\\\\\\[/g) || []).slice(0, 5);
