@@ -150,6 +150,9 @@ def test_every_page_renders_offline(site, browser, shots):
             problems.append("a lesson without a single figure")
         if path.name == "index.html" or path.name.startswith("01_"):
             page.screenshot(path=str(shots / f"site-{path.stem}.png"))
+        if path.name.startswith("01_"):                     # the first exercise, marked, with its stub
+            page.locator(".exercise-answer").first.evaluate("e => e.scrollIntoView({block: 'center'})")
+            page.screenshot(path=str(shots / f"site-{path.stem}-exercise.png"))
         if problems:
             page.screenshot(path=str(shots / f"site-FAILED-{path.stem}.png"), full_page=True)
             failures.append(f"{path.name}: " + "; ".join(problems))
