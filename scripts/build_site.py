@@ -49,15 +49,23 @@ def student_notebooks(work: Path) -> dict[str, nbformat.NotebookNode]:
     for source_path in course_notebooks(ROOT / "notebooks"):
         executed = nbformat.read(source_path, as_version=4)
         student = nbformat.read(out / source_path.name, as_version=4)
-        if len(student.cells) != len(executed.cells):
-            raise ValueError(f"{source_path.name}: the release has {len(student.cells)} cells, "
-                             f"the notebook {len(executed.cells)}; cannot pair their outputs")
-        for cell, done in zip(student.cells, executed.cells):
+        for cell, done in _pair_cells(student.cells, executed.cells, source_path.name):
             if cell.cell_type == "code" and cell.source == done.source:
                 cell.outputs, cell.execution_count = done.outputs, done.execution_count
         student.metadata["widgets"] = executed.metadata.get("widgets", {})   # for the progress bars
         merged[source_path.name] = student
     return merged
+
+
+def _pair_cells(student: list, executed: list, name: str) -> list[tuple]:
+    """Each released cell with its executed original: by cell id, or by position in notebooks without ids."""
+    by_id = {cell.get("id"): cell for cell in executed if cell.get("id")}
+    if len(by_id) == len(executed) and all(cell.get("id") in by_id for cell in student):
+        return [(cell, by_id[cell["id"]]) for cell in student]
+    if len(student) != len(executed):
+        raise ValueError(f"{name}: the release has {len(student)} cells, the notebook {len(executed)}, "
+                         "and no cell ids to pair them by")
+    return list(zip(student, executed))
 
 
 def instructor_notebooks() -> dict[str, nbformat.NotebookNode]:
