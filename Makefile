@@ -16,10 +16,13 @@ JOBS   ?= 2
 PYTEST_ARGS ?=
 
 .PHONY: help setup lab test test-fast bench kernel lock clean student grade tensorboard
+.PHONY: test-browser site
 
 help:
 	@echo "make lab     - set up .venv and open JupyterLab on notebooks/"
 	@echo "make test    - set up .venv and run all tests (unit + notebooks in FAST mode)"
+	@echo "make test-browser - JupyterLab and the course site in headless chromium (screenshots in build/browser/)"
+	@echo "make site    - the course as a static web site in build/site/ (INSTRUCTOR=1: with solutions)"
 	@echo "make bench   - print the speed ratios (fit overhead, im2col conv vs F.conv2d)"
 	@echo "make student - write the student release of notebooks/ into student/ (FORCE=1 to replace it)"
 	@echo "make grade   - grade submissions/<student>/<notebook>.ipynb into grades/ (SUBMISSIONS=dir)"
@@ -64,6 +67,18 @@ test: setup
 # Unit tests only (no notebook execution): seconds, for quick iterations.
 test-fast: setup
 	MPLBACKEND=Agg $(PY) -m pytest -n $(JOBS) -m "not notebook" $(PYTEST_ARGS) tests
+
+# JupyterLab driven end to end and the course site checked in Debian's chromium (Playwright,
+# nothing downloaded; `apt-get install chromium`, which .ci/run does as root). About 3 minutes.
+test-browser: setup
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 CNNKIT_DEVICE=cpu \
+	  $(PY) -m pytest -p no:xdist $(PYTEST_ARGS) tests/browser
+
+# The course as a static site from the committed outputs (nothing re-executed), offline.
+# Default: the student edition (the release, no solutions) in build/site/;
+# INSTRUCTOR=1: with solutions and hidden tests, in build/site-instructor/.
+site: setup
+	$(PY) scripts/build_site.py $(if $(INSTRUCTOR),--instructor,)
 
 bench: setup
 	$(PY) benchmarks/bench_fit.py

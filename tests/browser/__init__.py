@@ -1,0 +1,1 @@
+"""Browser tests (run by `make test-browser`, left out of `make test`)."""
