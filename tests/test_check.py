@@ -703,7 +703,7 @@ def test_score_shows_points_nbgrader_can_parse_and_the_fraction_for_cnnkit():
     assert float(bundle["text/plain"]) == 1.5                       # nbgrader: text/plain = points earned
     assert "3 of 4" in bundle["text/markdown"]
     assert bundle[contract.SCORE_MIME] == {"earned": 0.75}
-    assert float(check.Score(1, 4)._repr_mimebundle_()["text/plain"]) == 1.0     # points default to `possible`
+    assert float(check.Score(1, 4)._repr_mimebundle_()["text/plain"]) == 0.25    # without points: the fraction
     with pytest.raises(ValueError, match="possible"):
         check.Score(1, 0)
     with pytest.raises(TypeError, match="earned"):
@@ -726,3 +726,42 @@ def test_importing_the_checks_loads_no_grader_and_no_plotting():
         pytest.xfail("`import cnnkit` itself still loads matplotlib (lazy imports come with the i14 package branch)")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.notebook
+def test_real_nbgrader_reads_score_as_partial_credit(tmp_path):
+    """nbgrader 0.9's autograde takes a test cell's text/plain result as the points earned."""
+    pytest.importorskip("nbgrader", reason="nbgrader is the optional `instructor` extra (pip install '.[instructor]')")
+    import nbformat
+
+    def meta(gid, **kw):
+        return {"nbgrader": {"grade_id": gid, "schema_version": 3, "locked": False, **kw}}
+    cells = [nbformat.v4.new_code_cell("import cnnkit.check"),
+             nbformat.v4.new_code_cell("def square(x):\n    ### BEGIN SOLUTION\n    return x * x\n    ### END SOLUTION",
+                                       metadata=meta("square", solution=True, grade=False)),
+             nbformat.v4.new_code_cell("ok = sum(square(v) == v * v for v in (0, 1, 2, 3))\n"
+                                       "cnnkit.check.Score(ok, 4, points=2)",
+                                       metadata=meta("square-tests", solution=False, grade=True, points=2))]
+    cells[2].metadata["nbgrader"]["locked"] = True
+    nb = nbformat.v4.new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    (tmp_path / "source" / "ps1").mkdir(parents=True)
+    nbformat.write(nb, tmp_path / "source" / "ps1" / "tiny.ipynb")
+    # nbgrader runs `alembic` from PATH; the kernel must import this cnnkit.
+    env = dict(os.environ, PYTHONPATH=str(ROOT), PATH=os.pathsep.join([os.path.dirname(sys.executable),
+                                                                       os.environ.get("PATH", "")]))
+
+    def nbgrader(*args):
+        subprocess.run([sys.executable, "-m", "nbgrader", *args, "ps1", f"--CourseDirectory.root={tmp_path}",
+                        "--force"], cwd=tmp_path, env=env, check=True, capture_output=True, timeout=300)
+    nbgrader("generate_assignment")
+    for student, body in {"half": "return x * x if x < 2 else 0", "none": "return -1", "all": "return x * x"}.items():
+        sub = nbformat.read(tmp_path / "release" / "ps1" / "tiny.ipynb", as_version=4)
+        sub.cells[1].source = f"def square(x):\n    {body}"
+        (tmp_path / "submitted" / student / "ps1").mkdir(parents=True)
+        nbformat.write(sub, tmp_path / "submitted" / student / "ps1" / "tiny.ipynb")
+    nbgrader("autograde")
+    from nbgrader.api import Gradebook
+    with Gradebook(f"sqlite:///{tmp_path / 'gradebook.db'}") as gradebook:
+        scores = {s: gradebook.find_submission("ps1", s).score for s in ("half", "none", "all")}
+    assert scores == {"half": 1.0, "none": 0.0, "all": 2.0}
