@@ -164,7 +164,7 @@ class Check:
     formula: str = ""                         # the full answer, shown after 3 failures or hint(name)
 
     def accepts(self, answer) -> bool:
-        return callable(answer) and not isinstance(answer, type)
+        return callable(answer)
 
     def cases(self, seed: int, n: int) -> list:
         raise NotImplementedError
@@ -245,12 +245,8 @@ def run_case(check: Check, answer, case, *, catch: tuple = (Exception,)) -> dict
     try:
         with _tensor_methods_restored():
             value = check.run(answer, _copy_case(case))
-            return {contract.RESULT_OK: to_plain(value)}
     except NotImplementedError:
         return {contract.RESULT_NOT_IMPLEMENTED: True}
-    except PlainDataError as exc:
-        return {contract.RESULT_RAISED: "PlainDataError", "message": exc.type_name[:contract.MAX_RESULT_MESSAGE],
-                "line": ""}
     except catch as exc:
         try:
             message = str(exc)
@@ -258,6 +254,13 @@ def run_case(check: Check, answer, case, *, catch: tuple = (Exception,)) -> dict
             message = "(no message)"
         return {contract.RESULT_RAISED: type(exc).__name__[:100],
                 "message": message[:contract.MAX_RESULT_MESSAGE], "line": _student_line(exc.__traceback__)}
+    try:
+        return {contract.RESULT_OK: to_plain(value)}
+    except PlainDataError as exc:
+        name = exc.type_name
+    except Exception:                           # e.g. a tensor whose storage cannot be read
+        name = _type_name(value)
+    return {contract.RESULT_RAISED: "PlainDataError", "message": name[:contract.MAX_RESULT_MESSAGE], "line": ""}
 
 
 def probe(name: str, answer, cases_path, results_path) -> None:
@@ -338,8 +341,9 @@ def _judge_one(check: Check, case, result):
         return _failed_result(check, case, result)
     try:
         got = to_plain(result[contract.RESULT_OK])
-    except PlainDataError as exc:
-        return Failure(f"expected {check.returns}, got {exc.type_name}",
+    except Exception as exc:
+        name = exc.type_name if isinstance(exc, PlainDataError) else _type_name(result[contract.RESULT_OK])
+        return Failure(f"expected {check.returns}, got {name}",
                        "return plain numbers, tensors, lists, tuples or dicts (not your own objects)")
     want = check.reference(case)
     try:
@@ -358,15 +362,13 @@ _streak: dict[str, int] = {}          # consecutive failures of each check in th
 _revealed: set[str] = set()           # checks whose formula the student asked for
 
 
-def hint(name: str) -> str:
-    """Show the full hint (the formula) of a check; its next failures show it too."""
+def hint(name: str) -> None:
+    """Print the full hint (the formula) of a check; its next failures show it too."""
     if name not in CHECKS:
-        raise ValueError(f"name must be one of the checks, got {name!r}")
+        raise ValueError(f"name must be one of the checks {sorted(CHECKS)}, got {name!r}")
     _revealed.add(name)
     check = CHECKS[name]
-    text = check.formula or check.hint or "no hint for this check"
-    print(f"{name}: {text}")
-    return text
+    print(f"{name}: {check.formula or check.hint or 'no hint for this check'}")
 
 
 def _shown_hint(check: Check, failure: Failure) -> str:
