@@ -228,14 +228,19 @@ _TENSOR_CLASSES = (torch.Tensor, torch._C.TensorBase)
 
 @contextlib.contextmanager
 def _tensor_methods_restored():
-    """Undo any change an answer makes to torch.Tensor's methods (e.g. patching .item)."""
+    """Undo any change an answer makes to torch.Tensor's methods (e.g. patching .item).
+
+    Changed attributes are put back, and new ones that shadow an inherited
+    method are removed; other new names (caches torch may add) are left alone.
+    """
     saved = [(cls, dict(vars(cls))) for cls in _TENSOR_CLASSES]
+    visible = set(dir(torch.Tensor))
     try:
         yield
     finally:
         for cls, before in saved:
             now = vars(cls)
-            for key in [k for k in now if k not in before]:
+            for key in [k for k in now if k not in before and k in visible]:
                 with contextlib.suppress(AttributeError, TypeError):
                     delattr(cls, key)
             for key, value in before.items():
