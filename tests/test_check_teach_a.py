@@ -290,3 +290,36 @@ def test_net_from_table_random_tables_cover_every_row_kind():
     kinds = {row[0] for case in cases for row in case["table"]}
     assert kinds == {"conv", "bn", "relu", "maxpool", "gap", "fc"}
     assert any(row[0] == "conv" and row[3] == 2 for case in cases for row in case["table"])
+
+
+# --- all three: grading mode (probe in the student kernel + judge on the trusted side) ---------
+
+def _stub(*args, **kwargs):
+    raise NotImplementedError()
+
+
+@pytest.mark.parametrize("name, right, wrong, stub", [
+    ("value_ops", GoodValue, LogSlopeIsLog, StubValue),
+    ("batch_norm_backward", bn_backward, bn_mean_var_constant, _stub),
+    ("net_from_table", build, lambda t, s: build(t, s, bias_rule=False), _stub),
+])
+def test_probe_round_trip_gives_the_interactive_verdict(name, right, wrong, stub, tmp_path, capsys):
+    c = check.CHECKS[name]
+    cases = c.cases(seed=0, n=8)
+    torch.save(cases, tmp_path / "cases.pt")
+
+    def verdict(answer, hidden=False):
+        _core.probe(name, answer, tmp_path / "cases.pt", tmp_path / "results.pt")
+        return _core.judge(c, cases, torch.load(tmp_path / "results.pt", weights_only=True), hidden=hidden)
+
+    passed = verdict(right)
+    assert passed.status == "passed" and passed.passed == passed.total == len(cases)
+    getattr(check, name)(right, n=8)
+    assert capsys.readouterr().out.strip() == passed.message
+    failed = verdict(wrong)
+    with pytest.raises(check.ExerciseFailed) as info:
+        getattr(check, name)(wrong, n=8)
+    assert failed.status == "failed" and failed.message == info.value.reason
+    hidden = verdict(wrong, hidden=True)
+    assert hidden.status == "failed" and "table" not in hidden.message and "leaves" not in hidden.message
+    assert verdict(stub).status == "not_implemented"
