@@ -113,9 +113,16 @@ def test_value_ops_realistic_mistakes(answer, match):
     fails(check.value_ops, answer, match)
 
 
+class ReleasedStub(Value):                 # what the student release shows: exp only, raising
+    def exp(self):
+        raise NotImplementedError()
+
+
 def test_value_ops_stub_and_non_class():
     with pytest.raises(check.NotImplementedYet):
         check.value_ops(StubValue)
+    with pytest.raises(check.NotImplementedYet):
+        check.value_ops(ReleasedStub)
     fails(check.value_ops, GoodValue(1.0), "expected a subclass")
     fails(check.value_ops, int, "expected a subclass of cnnkit.autograd.Value")
 
