@@ -784,3 +784,14 @@ def test_real_nbgrader_reads_score_as_partial_credit(tmp_path):
     with Gradebook(f"sqlite:///{tmp_path / 'gradebook.db'}") as gradebook:
         scores = {s: gradebook.find_submission("ps1", s).score for s in ("half", "none", "all")}
     assert scores == {"half": 1.0, "none": 0.0, "all": 2.0}
+
+
+@pytest.mark.parametrize("name", list(RIGHT))
+def test_judge_never_crashes_on_forged_or_odd_results(name):
+    """Results come from the student's process: any shape of plain data is a failure, never an exception."""
+    chk = check.CHECKS[name]
+    cases = chk.cases(0, 3)
+    for forged in ({}, [1, 2], None, "x", {"out": None, "convs": 3}, torch.zeros(2), math.inf,
+                   {"raised": "NotAFunction"}, {"ok": {"module": True}}):
+        verdict = _core.judge(chk, cases, [forged if "ok" in str(forged) else {"ok": forged}] * 3)
+        assert verdict.status == "failed" and verdict.message, forged

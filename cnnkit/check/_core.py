@@ -8,7 +8,14 @@ The same object serves two modes, so they cannot drift apart:
   (an AssertionError) shown as one ✘ line with a hint;
 - grading (the instructor's grader): only ``probe`` runs in the student's kernel
   and writes the answer's plain-data results to a file; the grader computes the
-  cases, the reference values and the verdict itself with ``judge``.
+  cases, the reference values and the verdict itself with ``judge``:
+
+      check = CHECKS[name]                                   # grader process
+      cases = check.cases(secret_seed, n or check.default_n)
+      torch.save(cases, cases_path)
+      # student kernel: cnnkit.check._core.probe(name, answer, cases_path, results_path)
+      results = torch.load(results_path, weights_only=True)  # grader process again
+      verdict = judge(check, cases, results, hidden=is_hidden)   # .status, .fraction, .message
 
 Plain data is what crosses between the two sides: None, bool, int, float, str,
 CPU tensors of the exact class ``torch.Tensor``, and lists, tuples and
@@ -221,14 +228,19 @@ _TENSOR_CLASSES = (torch.Tensor, torch._C.TensorBase)
 
 @contextlib.contextmanager
 def _tensor_methods_restored():
-    """Undo any change an answer makes to torch.Tensor's methods (e.g. patching .item)."""
+    """Undo any change an answer makes to torch.Tensor's methods (e.g. patching .item).
+
+    Changed attributes are put back, and new ones that shadow an inherited
+    method are removed; other new names (caches torch may add) are left alone.
+    """
     saved = [(cls, dict(vars(cls))) for cls in _TENSOR_CLASSES]
+    visible = set(dir(torch.Tensor))
     try:
         yield
     finally:
         for cls, before in saved:
             now = vars(cls)
-            for key in [k for k in now if k not in before]:
+            for key in [k for k in now if k not in before and k in visible]:
                 with contextlib.suppress(AttributeError, TypeError):
                     delattr(cls, key)
             for key, value in before.items():
