@@ -330,3 +330,15 @@ def test_probe_round_trip_gives_the_interactive_verdict(name, right, wrong, stub
     hidden = verdict(wrong, hidden=True)
     assert hidden.status == "failed" and "table" not in hidden.message and "leaves" not in hidden.message
     assert verdict(stub).status == "not_implemented"
+
+
+@pytest.mark.parametrize("name", ["value_ops", "batch_norm_backward", "net_from_table"])
+def test_judge_never_crashes_on_forged_or_odd_results(name):
+    """Results come from the student's process: any shape of plain data is a failure, never an exception."""
+    chk = check.CHECKS[name]
+    cases = chk.cases(0, 3)
+    for forged in ({}, [1, 2], None, "x", torch.zeros(2), math.inf, {"data": [1.0], "grads": [1.0]},
+                   {"data": "x", "grads": None}, {"type": "Module", "params": "a", "shape": None},
+                   (torch.zeros(2), 1, None), {"raised": 5}, {"problem": "inherited", "missing": 7}):
+        verdict = _core.judge(chk, cases, [{"ok": forged}] * 3)
+        assert verdict.status == "failed" and verdict.message, forged
