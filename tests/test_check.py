@@ -261,9 +261,13 @@ def _fresh_hint_state(monkeypatch):
     monkeypatch.setattr(_core, "_revealed", set())
 
 
+# Checks added by issue 17's teaching pass have their own test files (right, wrong, stub, probe round trip).
+TESTED_ELSEWHERE = {"value_ops", "batch_norm_backward", "net_from_table"}     # tests/test_check_teach_a.py
+
+
 def test_every_check_has_answers_here():
-    assert set(RIGHT) == set(WRONG) == set(check.CHECKS)
-    assert len(check.CHECKS) == 29
+    assert set(RIGHT) == set(WRONG) == set(check.CHECKS) - TESTED_ELSEWHERE
+    assert len(check.CHECKS) == 29 + len(TESTED_ELSEWHERE)
 
 
 @pytest.mark.parametrize("name", list(RIGHT))

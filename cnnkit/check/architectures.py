@@ -229,3 +229,114 @@ class HeadInFeatures(Check):
             return Failure(f"for input {tuple(case['input_size'])} and features {_build(case['features'])} you "
                            f"returned {value!r}, Flatten produces {want} numbers")
         return None
+
+
+# --- issue 17: build a network from a table of layers ---------------------------------------
+
+_ROW_KINDS = ("conv", "bn", "relu", "maxpool", "gap", "fc")
+
+
+def _reference_net(table, in_shape) -> nn.Sequential:
+    """The network a table describes (the rules are in notebooks/04_architectures.ipynb, exercise 5)."""
+    layers, (c, h, w), flat = [], in_shape, False
+    for k, row in enumerate(table):
+        kind = row[0]
+        if kind == "conv":
+            _, out, size, stride = row
+            bias = not (k + 1 < len(table) and table[k + 1][0] == "bn")   # BN's beta replaces the bias
+            layers.append(nn.Conv2d(c, out, size, stride=stride, padding=size // 2, bias=bias))
+            c, h, w = out, (h + 2 * (size // 2) - size) // stride + 1, (w + 2 * (size // 2) - size) // stride + 1
+        elif kind == "bn":
+            layers.append(nn.BatchNorm2d(c))
+        elif kind == "relu":
+            layers.append(nn.ReLU())
+        elif kind == "maxpool":
+            layers.append(nn.MaxPool2d(row[1]))
+            h, w = h // row[1], w // row[1]
+        elif kind == "gap":
+            layers += [nn.AdaptiveAvgPool2d(1)]
+            h = w = 1
+        elif kind == "fc":
+            if not flat:
+                layers.append(nn.Flatten())
+                c, flat = c * h * w, True
+            layers.append(nn.Linear(c, row[1]))
+            c = row[1]
+    return nn.Sequential(*layers)
+
+
+def _random_table(rng: random.Random) -> tuple[list, list]:
+    in_shape = [rng.choice([1, 3]), rng.choice([16, 20, 28, 32]), 0]
+    in_shape[2] = in_shape[1] if rng.random() < 0.7 else rng.choice([16, 24, 30])
+    table, size = [], min(in_shape[1:])
+    for _ in range(rng.randint(1, 3)):
+        for _ in range(rng.randint(1, 2)):
+            k, stride = rng.choice([1, 3, 5]), (2 if size >= 8 and rng.random() < 0.3 else 1)
+            table.append(["conv", rng.choice([4, 6, 8, 12, 16]), k, stride])
+            size = (size + 2 * (k // 2) - k) // stride + 1
+            if rng.random() < 0.6:
+                table.append(["bn"])
+            table.append(["relu"])
+        if size >= 4 and rng.random() < 0.7:
+            table.append(["maxpool", 2])
+            size //= 2
+    table.append(["gap"] if rng.random() < 0.5 else ["fc", rng.choice([16, 32])])
+    if table[-1][0] == "fc":
+        table.append(["relu"])
+    table.append(["fc", rng.choice([2, 5, 10])])
+    return table, in_shape
+
+
+@register
+class NetFromTable(Check):
+    """fn(table, in_shape) -> nn.Module; its parameter count and output shape must match the table's network."""
+    name, default_n = "net_from_table", 25
+    returns = "an nn.Module"
+    hint = ("follow the shape row by row: a conv changes the channels (and with stride 2 halves H and W, "
+            "padding k // 2 keeps them otherwise), a pool divides H and W, and an fc after a feature map "
+            "reads C * H * W numbers; a conv followed by bn has no bias")
+    formula = ("conv [out, k, s] -> nn.Conv2d(c, out, k, stride=s, padding=k // 2, bias=<next row is not bn>), "
+               "H -> (H + 2 * (k // 2) - k) // s + 1; bn -> nn.BatchNorm2d(c); maxpool [p] -> nn.MaxPool2d(p), "
+               "H -> H // p; gap -> nn.AdaptiveAvgPool2d(1); the first fc [n] -> nn.Flatten(), "
+               "nn.Linear(c * H * W, n); later fc -> nn.Linear(previous n, n)")
+
+    def cases(self, seed, n):
+        rng = random.Random(seed)
+        fixed = [([["conv", 8, 3, 1], ["relu"], ["fc", 10]], [1, 8, 8]),                    # flatten: 8*8*8
+                 ([["conv", 6, 5, 1], ["bn"], ["relu"], ["maxpool", 2], ["gap"], ["fc", 3]], [3, 12, 12]),
+                 ([["conv", 4, 3, 2], ["relu"], ["conv", 8, 3, 2], ["relu"], ["fc", 5]], [1, 15, 15]),  # odd sizes
+                 ([["conv", 8, 3, 1], ["bn"], ["relu"], ["maxpool", 2], ["conv", 16, 3, 1], ["bn"], ["relu"],
+                   ["maxpool", 2], ["fc", 32], ["relu"], ["fc", 10]], [1, 28, 28])]
+        fixed += [_random_table(rng) for _ in range(max(0, n - len(fixed)))]
+        return [{"table": t, "in_shape": s} for t, s in fixed]
+
+    def describe_case(self, case):
+        return f"table={case['table']}, in_shape={tuple(case['in_shape'])}"
+
+    def run(self, answer, case):
+        model = answer([list(row) for row in case["table"]], tuple(case["in_shape"]))
+        if not isinstance(model, nn.Module):
+            return {"type": type(model).__name__}
+        model.eval()
+        with torch.no_grad():
+            out = model(torch.zeros(2, *case["in_shape"]))
+        return {"type": "Module", "params": sum(p.numel() for p in model.parameters()),
+                "shape": list(out.shape)}
+
+    def reference(self, case):
+        model = _reference_net(case["table"], tuple(case["in_shape"]))
+        with torch.no_grad():
+            shape = list(model.eval()(torch.zeros(2, *case["in_shape"])).shape)
+        return {"type": "Module", "params": sum(p.numel() for p in model.parameters()), "shape": shape}
+
+    def compare(self, got, want, case):
+        if type(got) is not dict or got.get("type") != "Module":
+            what = got.get("type") if type(got) is dict else type(got).__name__
+            return Failure(f"expected {self.returns}, got {what}", "return the model, e.g. nn.Sequential(*layers)")
+        where = f"for the table {case['table']} on input {tuple(case['in_shape'])}"
+        if got.get("shape") != want["shape"]:
+            return Failure(f"{where} the output has shape {got.get('shape')}, expected {want['shape']}")
+        if got.get("params") != want["params"]:
+            return Failure(f"{where} the model has {got.get('params'):,} parameters, the table's network "
+                           f"{want['params']:,}")
+        return None

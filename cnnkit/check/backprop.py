@@ -157,3 +157,150 @@ class MlpParams(Check):
         if value != want:
             return Failure(f"for sizes={case['sizes']} you returned {value!r}; sum(p.numel()) gives {want}")
         return None
+
+
+# --- issue 17: a new operation for the scalar engine, checked on random graphs -------------
+
+def _simulate(leaves: list, ops: list) -> list:
+    """Forward values of a graph spec with plain floats (to choose valid ops while making cases)."""
+    values = list(leaves)
+    for op, *args in ops:
+        a = values[args[0]]
+        b = values[args[1]] if len(args) > 1 else None
+        values.append({"add": lambda: a + b, "mul": lambda: a * b, "tanh": lambda: math.tanh(a),
+                       "exp": lambda: math.exp(a), "log": lambda: math.log(a)}[op]())
+    return values
+
+
+def _random_graph(rng: random.Random) -> dict:
+    """2-4 leaves, then 3-9 operations, each reading one or two earlier nodes; the last is the output."""
+    leaves = [round(rng.uniform(-1.5, 1.5), 4) for _ in range(rng.randint(2, 4))]
+    ops, values, target = [], list(leaves), rng.randint(3, 9)
+    while len(ops) < target or not any(op[0] in ("exp", "log") for op in ops):
+        i, j = rng.randrange(len(values)), rng.randrange(len(values))
+        op = rng.choice(["add", "mul", "tanh", "exp", "log", "exp", "log"])
+        if op == "exp" and abs(values[i]) > 3 or op == "log" and values[i] < 0.05 \
+                or op == "mul" and abs(values[i] * values[j]) > 20:
+            continue
+        ops.append([op, i, j] if op in ("add", "mul") else [op, i])
+        values = _simulate(leaves, ops)
+    return {"leaves": leaves, "ops": ops}
+
+
+@register
+class ValueOps(Check):
+    """cls: a subclass of cnnkit.autograd.Value with its own exp() and log(), on random graphs vs torch.autograd."""
+    name, default_n = "value_ops", 60
+    expects, returns = "a subclass of cnnkit.autograd.Value (the class itself)", "Value nodes"
+    hint = ("a node needs three things: its value, the node(s) it was computed from, and the local "
+            "derivative d(result)/d(input) at that input; work the derivative out on paper and "
+            "try it at a = 1")
+    formula = ("exp: Value(e, '', (self,), 'exp', (e,)) with e = math.exp(self.data), since d e^a/da = e^a; "
+               "log: Value(math.log(a), '', (self,), 'log', (1 / a,)) with a = self.data > 0, since d log(a)/da = 1/a; "
+               "log of a <= 0 raises ValueError")
+
+    def accepts(self, answer) -> bool:
+        return isinstance(answer, type)
+
+    def cases(self, seed, n):
+        rng = random.Random(seed)
+        fixed = [{"leaves": [0.0], "ops": [["exp", 0]]},                       # e^0 = 1, slope 1
+                 {"leaves": [2.0], "ops": [["log", 0]]},                       # slope 1/2, not log 2
+                 {"leaves": [0.5], "ops": [["exp", 0], ["log", 1]]},           # log(exp(a)) = a: slope 1
+                 {"leaves": [1.5, -0.7], "ops": [["log", 0], ["mul", 2, 0], ["exp", 1], ["add", 3, 4]]},
+                 {"leaves": [-1.0], "ops": [], "log_of_nonpositive": True}]
+        return fixed + [_random_graph(rng) for _ in range(max(0, n - len(fixed)))]
+
+    def describe_case(self, case):
+        if case.get("log_of_nonpositive"):
+            return "log of -1.0"
+        return f"leaves {case['leaves']}, ops {case['ops']}"
+
+    def run(self, answer, case):
+        from cnnkit.autograd import Value
+        if not (isinstance(answer, type) and issubclass(answer, Value)):
+            return {"problem": "not_subclass"}
+        # The released stub defines exp only (raising NotImplementedError): report "not implemented yet"
+        # before complaining that log is missing.
+        for method, arg in (("exp", 0.5), ("log", 1.5)):
+            if getattr(answer, method) is not getattr(Value, method):
+                getattr(answer, method)(answer(arg))
+        own = [m for m in ("exp", "log") if getattr(answer, m) is not getattr(Value, m)]
+        if own != ["exp", "log"]:
+            return {"problem": "inherited", "missing": [m for m in ("exp", "log") if m not in own]}
+        if case.get("log_of_nonpositive"):
+            try:
+                answer.log(answer(case["leaves"][0]))
+            except ValueError:
+                return {"raised": "ValueError"}
+            except Exception as exc:                 # the wrong kind of error
+                return {"raised": type(exc).__name__}
+            return {"raised": None}
+        nodes = [answer(v, f"x{i}") for i, v in enumerate(case["leaves"])]
+        for op, *args in case["ops"]:
+            a = nodes[args[0]]
+            if op in ("exp", "log"):
+                out = getattr(answer, op)(a)         # the student's method, whatever class `a` has
+                if not isinstance(out, Value):
+                    return {"problem": "not_value", "op": op, "type": type(out).__name__}
+            elif op == "tanh":
+                out = a.tanh()
+            else:
+                out = a + nodes[args[1]] if op == "add" else a * nodes[args[1]]
+            nodes.append(out)
+        nodes[-1].backward()
+        return {"data": [float(v.data) for v in nodes],
+                "grads": [float(v.grad) for v in nodes[:len(case["leaves"])]]}
+
+    def reference(self, case):
+        if case.get("log_of_nonpositive"):
+            return {"raised": "ValueError"}
+        leaves = [torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in case["leaves"]]
+        nodes = list(leaves)
+        for op, *args in case["ops"]:
+            a = nodes[args[0]]
+            b = nodes[args[1]] if len(args) > 1 else None
+            nodes.append({"add": lambda: a + b, "mul": lambda: a * b, "tanh": lambda: torch.tanh(a),
+                          "exp": lambda: torch.exp(a), "log": lambda: torch.log(a)}[op]())
+        grads = torch.autograd.grad(nodes[-1], leaves, allow_unused=True)
+        return {"data": [v.item() for v in nodes],
+                "grads": [0.0 if g is None else g.item() for g in grads]}
+
+    def compare(self, got, want, case):
+        if type(got) is not dict:
+            return Failure(f"expected {self.returns}, got {type(got).__name__}")
+        problem = got.get("problem")
+        if problem == "not_subclass":
+            return Failure("expected a subclass of cnnkit.autograd.Value",
+                           "keep `class MyValue(Value):` and pass the class itself: check(MyValue)")
+        if problem == "inherited":
+            return Failure(f"MyValue has no {' or '.join(got.get('missing', []))} of its own: it would use "
+                           "cnnkit's, so the check would test nothing", "define both methods inside the class")
+        if problem == "not_value":
+            return Failure(f"{got.get('op')}() returned a {got.get('type')}, not a Value",
+                           "an operation returns a new node of the graph, e.g. "
+                           "Value(result, '', (self,), 'exp', (local_derivative,))")
+        if "raised" in want:
+            if got.get("raised") != "ValueError":
+                what = "returned a node" if got.get("raised") is None else f"raised {got.get('raised')}"
+                return Failure(f"log of -1.0 {what}; it must raise ValueError (log is defined for a > 0 only)",
+                               "check self.data before computing, and raise ValueError with a message")
+            return None
+        data, grads = got.get("data"), got.get("grads")
+        if type(data) is not list or len(data) != len(want["data"]) or type(grads) is not list \
+                or len(grads) != len(want["grads"]):
+            return Failure(f"expected {self.returns}, got a graph of another size")
+        for k, (op, *args) in enumerate(case["ops"]):
+            idx = len(case["leaves"]) + k
+            g, w = data[idx], want["data"][idx]
+            if not (type(g) is float and abs(g - w) <= 1e-9 + 1e-9 * abs(w)):
+                a = want["data"][args[0]]
+                return Failure(f"forward value: {op}({a:.4g}) gave {g!r}, expected {w:.6g}",
+                               f"the value of the new node is {op} of self.data")
+        for i, (g, w) in enumerate(zip(grads, want["grads"])):
+            if not abs(g - w) <= 1e-7 + 1e-7 * abs(w):
+                where = self.describe_case(case)
+                extra = " (0: does the new node name the node it came from, with its local derivative?)" if g == 0 and w != 0 else ""
+                return Failure(f"graph {where}: d out / d x{i} is {g:.6g}{extra}, torch.autograd gives {w:.6g}",
+                               "forward values are right, so look at the local derivatives you stored")
+        return None

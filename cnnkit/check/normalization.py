@@ -157,3 +157,80 @@ class EvalPredict(Check):
                            "remember the mode before you change it, and put it back at the end",
                            "remember `was_training = model.training` and call model.train(was_training) at the end")
         return None
+
+
+# --- issue 17: the backward pass of batch norm, checked against autograd -------------------
+
+def _bn_autograd(x: torch.Tensor, gamma: torch.Tensor, dout: torch.Tensor, eps: float):
+    x = x.to(torch.float64).requires_grad_(True)
+    gamma = gamma.to(torch.float64).requires_grad_(True)
+    beta = torch.zeros_like(gamma, requires_grad=True)
+    out = torch.nn.functional.batch_norm(x, None, None, weight=gamma, bias=beta, training=True, eps=eps)
+    return torch.autograd.grad(out, (x, gamma, beta), dout.to(torch.float64))
+
+
+@register
+class BatchNormBackward(Check):
+    """fn(dout, x, gamma, eps) -> (dx, dgamma, dbeta) of training-mode batch norm on (N, C), vs autograd."""
+    name, default_n, returns = "batch_norm_backward", 30, "a tuple (dx, dgamma, dbeta) of tensors"
+    hint = ("out = gamma * x_hat + beta with x_hat = (x - mean) / sqrt(var + eps), where the mean and var "
+            "of each column are computed from the same x: every x in a column also moves them. "
+            "Draw the graph and sum over the paths")
+    formula = ("x_hat = (x - mean) / std, std = sqrt(var + eps) (biased var); dbeta = dout.sum(0); "
+               "dgamma = (dout * x_hat).sum(0); dx_hat = dout * gamma; "
+               "dx = (dx_hat - dx_hat.mean(0) - x_hat * (dx_hat * x_hat).mean(0)) / std")
+
+    def cases(self, seed, n):
+        g = torch.Generator().manual_seed(seed)
+
+        def case(N, C, scale=1.0, shift=0.0, eps=1e-5, dout=None):
+            x = torch.randn(N, C, generator=g, dtype=torch.float64) * scale + shift
+            gamma = torch.rand(C, generator=g, dtype=torch.float64) + 0.5
+            d = torch.randn(N, C, generator=g, dtype=torch.float64) if dout is None else dout(N, C)
+            return {"x": x, "gamma": gamma, "dout": d, "eps": eps}
+
+        fixed = [case(4, 3),
+                 case(2, 1),                                              # the smallest batch
+                 case(6, 2, dout=lambda N, C: torch.ones(N, C, dtype=torch.float64)),   # dx must be 0
+                 case(8, 3, scale=5.0, shift=10.0),                      # far from mean 0, std 1
+                 case(5, 4, eps=0.5)]                                     # eps really matters
+        gen = torch.Generator().manual_seed(seed + 1)
+        while len(fixed) < n:
+            N, C = torch.randint(2, 17, (2,), generator=gen).tolist()
+            fixed.append(case(N, max(1, C // 3), scale=float(torch.rand(1, generator=gen)) * 4 + 0.2))
+        return fixed
+
+    def describe_case(self, case):
+        return f"x of shape {tuple(case['x'].shape)}, eps={case['eps']}"
+
+    def run(self, answer, case):
+        out = answer(case["dout"].clone(), case["x"].clone(), case["gamma"].clone(), case["eps"])
+        return tuple(out) if type(out) in (tuple, list) else out
+
+    def reference(self, case):
+        return _bn_autograd(case["x"], case["gamma"], case["dout"], case["eps"])
+
+    def compare(self, got, want, case):
+        if type(got) is not tuple or len(got) != 3:
+            return Failure(f"expected {self.returns}, got {describe_type(got)}",
+                           "return dx, dgamma, dbeta (three tensors)")
+        dx, dgamma, dbeta = want
+        where = self.describe_case(case)
+        failure = tensor_failure(got[2], dbeta, f"dbeta ({where})",
+                                 "beta is added to every row of its column", atol=1e-6)
+        if failure:
+            return failure
+        failure = tensor_failure(got[1], dgamma, f"dgamma ({where})",
+                                 "gamma multiplies x_hat in every row of its column", atol=1e-6)
+        if failure:
+            return failure
+        failure = tensor_failure(got[0], dx, f"dx ({where})", atol=1e-6)
+        if failure is None:
+            return None
+        x = case["x"]
+        std = torch.sqrt(x.var(0, unbiased=False) + case["eps"])
+        naive = case["dout"] * case["gamma"] / std
+        if type(got[0]) is torch.Tensor and got[0].shape == naive.shape and \
+                torch.allclose(got[0].to(torch.float64), naive, atol=1e-6):
+            failure.reason += ": your dx treats the column's mean and variance as constants"
+        return failure
