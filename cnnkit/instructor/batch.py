@@ -43,6 +43,7 @@ class Summary:
     isolation_reason: str
     sha256: str
     seconds: float
+    token: str                   # every process of this run carried CNNKIT_GRADE_TOKEN=<token>-<job>
 
 
 def parse_parameter(value: str):
@@ -256,4 +257,5 @@ def grade(submissions: Path, out: Path, source_dir: Path | None = None, jobs: in
         _write_atomic(out / "feedback" / _safe_name(job.student) / f"{job.notebook}.md",
                       text.encode("utf-8", "backslashreplace"))
     _write_atomic(out / "grades.csv", data)
-    return Summary(results, level, reason, hashlib.sha256(data).hexdigest(), time.monotonic() - start)
+    return Summary(results, level, reason, hashlib.sha256(data).hexdigest(),
+                   time.monotonic() - start, run_token)

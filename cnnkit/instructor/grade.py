@@ -31,6 +31,7 @@ import json
 import os
 import stat
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import nbformat
@@ -204,7 +205,9 @@ def _read_results(dir_fd: int, name: str) -> list | None:
     finally:
         os.close(fd)
     try:
-        results = torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            results = torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
     except Exception:
         return None
     return results if type(results) is list else None
