@@ -27,7 +27,8 @@ from pathlib import Path
 
 import nbformat
 
-from cnnkit.instructor.grade import Job, Row, SubmissionError, grade_notebook, read_submission
+from cnnkit.instructor.grade import Job, Row, grade_notebook
+from cnnkit.instructor.submission import SubmissionError, read_submission
 from cnnkit.instructor.markers import exercises_of
 from cnnkit.instructor.sandbox import isolation_level, kill_tagged
 
@@ -236,7 +237,7 @@ def grade(submissions: Path, out: Path, source_dir: Path | None = None, jobs: in
     finally:
         pool.close()
         bar.close()
-        kill_tagged(run_token)
+        kill_tagged(run_token + "-", prefix=True)
     order = {}
     for name, text in sources.items():
         for k, e in enumerate(exercises_of(nbformat.reads(text, as_version=4), name)):

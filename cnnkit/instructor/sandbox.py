@@ -110,9 +110,10 @@ def isolation_level(requested: str | None = None) -> tuple[str, str]:
     raise AssertionError("unreachable")
 
 
-def kill_tagged(token: str) -> int:
-    """SIGKILL every process whose environment carries TOKEN_VAR=<token...>; returns how many."""
+def kill_tagged(token: str, prefix: bool = False) -> int:
+    """SIGKILL every process whose environment has TOKEN_VAR=token (or starting with it); returns how many."""
     needle = f"{TOKEN_VAR}={token}".encode()
+    match = (lambda var: var.startswith(needle)) if prefix else (lambda var: var == needle)
     killed = 0
     for _ in range(3):                  # a process may fork while we scan: repeat until none is left
         found = 0
@@ -124,7 +125,7 @@ def kill_tagged(token: str) -> int:
                     env = fh.read()
             except OSError:
                 continue
-            if any(var.startswith(needle) for var in env.split(b"\0")):
+            if any(match(var) for var in env.split(b"\0")):
                 try:
                     os.kill(int(entry.name), signal.SIGKILL)
                     found += 1
