@@ -140,17 +140,17 @@ def grade_notebook(job: Job) -> list[Row]:
     """Grade one notebook of one student; never raises for a bad submission."""
     from cnnkit.check._core import CHECKS, judge
     from cnnkit.instructor.release import release_notebook
-    from cnnkit.instructor.nbtools import parameters_cell
+    from cnnkit.instructor.nbtools import parameters_cell, parameters_from_source
     from cnnkit.instructor.sandbox import Sandbox
 
     source = nbformat.reads(job.source, as_version=4)
     exercises = exercises_of(source, job.notebook)
     release = release_notebook(source, job.notebook)
     rows: dict[str, Row] = {}
-    warnings: dict[str, str] = {}
+    notes: dict[str, str] = {}
 
     def row(e: Exercise, status: str, message: str = "", points: float = 0.0) -> None:
-        note = warnings.get(e.grade_id, "")
+        note = notes.get(e.grade_id, "")
         message = "\n".join(m for m in (note, message) if m)
         rows[e.grade_id] = Row(job.student, job.notebook, e.grade_id, status, points, e.points, message)
 
@@ -171,14 +171,12 @@ def grade_notebook(job: Job) -> list[Row]:
     answers, copies, added_before, added_at_end = layout(cells, release)
     for gid, count in copies.items():
         if count > 1:
-            warnings[gid] = (f"warning: {count} answer cells have the id {gid!r}; the last one was graded "
+            notes[gid] = (f"warning: {count} answer cells have the id {gid!r}; the last one was graded "
                              f"(delete the old attempts)")
 
     by_answer = {e.answer_index: e for e in exercises}
     by_test = {e.test_index: e for e in exercises}
     param_index = release.cells.index(parameters_cell(release))
-    known = {}
-    from cnnkit.instructor.nbtools import parameters_from_source
     known = parameters_from_source(release.cells[param_index].source)
     injected = "\n".join(f"{k} = {v!r}" for k, v in job.parameters.items() if k in known)
 
