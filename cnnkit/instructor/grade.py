@@ -141,7 +141,7 @@ def grade_notebook(job: Job) -> list[Row]:
     from cnnkit.check._core import CHECKS, judge
     from cnnkit.instructor.release import release_notebook
     from cnnkit.instructor.nbtools import parameters_cell, parameters_from_source
-    from cnnkit.instructor.sandbox import Sandbox
+    from cnnkit.instructor.sandbox import Limits, Sandbox
 
     source = nbformat.reads(job.source, as_version=4)
     exercises = exercises_of(source, job.notebook)
@@ -168,7 +168,7 @@ def grade_notebook(job: Job) -> list[Row]:
         for e in exercises:
             row(e, "error", str(exc))
         return finish()
-    answers, copies, added_before, added_at_end = layout(cells, release)
+    answers, copies, added_before, _ = layout(cells, release)
     for gid, count in copies.items():
         if count > 1:
             notes[gid] = (f"warning: {count} answer cells have the id {gid!r}; the last one was graded "
@@ -181,7 +181,7 @@ def grade_notebook(job: Job) -> list[Row]:
     injected = "\n".join(f"{k} = {v!r}" for k, v in job.parameters.items() if k in known)
 
     budget = _Budget(job.notebook_timeout)
-    sandbox = Sandbox(job.isolation)
+    sandbox = Sandbox(job.isolation, Limits(cpu_seconds=int(job.notebook_timeout) + 120))
     kernel = None
     nb_path = sandbox.notebooks / f"{job.notebook}.ipynb"
     nbformat.write(release, nb_path)
@@ -312,10 +312,7 @@ def grade_notebook(job: Job) -> list[Row]:
             run_context(cell.source, budget.left())
             if i == param_index and injected:
                 run_context(injected, budget.left())
-        for code in added_at_end:
-            if budget.left() <= 0:
-                break
-            run_context(code, job.timeout)
+        # cells the student added after the last instructor cell cannot change a grade: not run
         if budget.left() <= 0:
             for e in exercises:
                 if e.grade_id not in rows:
