@@ -146,6 +146,41 @@ def _copy_tree_read_only(src: Path, dst: Path, skip: tuple[str, ...] = ()) -> No
         os.chmod(root, 0o555)
 
 
+_SHARED: list[Path] = []
+
+
+def _remove_read_only(path: Path) -> None:
+    for root, dirs, _ in os.walk(path):
+        for d in dirs:
+            os.chmod(os.path.join(root, d), 0o755, follow_symlinks=False)
+    os.chmod(path, 0o755)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def shared_course() -> Path:
+    """This process's read-only, precompiled copy of cnnkit/ and data/ (built once, removed at exit).
+
+    Shared by the kernels of one worker only where they cannot write to it (bubblewrap binds it
+    read-only; `nobody` does not own it); at the `process` level each sandbox gets its own copy.
+    """
+    if not _SHARED:
+        import atexit
+        import compileall
+        root = Path(tempfile.mkdtemp(prefix="cnnkit-course-"))
+        shutil.copytree(COURSE / "cnnkit", root / "cnnkit",
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "instructor"))
+        if (COURSE / "data").is_dir():
+            shutil.copytree(COURSE / "data", root / "data")
+        compileall.compile_dir(root / "cnnkit", quiet=1)   # kernels start faster with bytecode
+        for folder, dirs, files in os.walk(root):
+            for name in files:
+                os.chmod(os.path.join(folder, name), 0o444)
+            os.chmod(folder, 0o555)
+        _SHARED.append(root)
+        atexit.register(_remove_read_only, root)
+    return _SHARED[0]
+
+
 @dataclass
 class Sandbox:
     """The folders of one submission's kernel; `close()` removes them."""
@@ -156,20 +191,23 @@ class Sandbox:
     def __post_init__(self):
         self.root = Path(tempfile.mkdtemp(prefix="cnnkit-grade-"))
         os.chmod(self.root, 0o755)
-        self.course = self.root / "course"                 # read-only: cnnkit/ and data/
-        self.notebooks = self.root / "course" / "notebooks"  # the kernel's working folder
+        self.notebooks = self.root / "notebooks"           # the kernel's working folder
         self.home = self.root / "home"
         self.work = self.root / "work"                     # cases in, results out
         self.tmp = self.root / "tmp"
-        self.course.mkdir()
-        _copy_tree_read_only(COURSE / "cnnkit", self.course / "cnnkit", skip=("instructor",))
-        if (COURSE / "data").is_dir():
-            _copy_tree_read_only(COURSE / "data", self.course / "data")
+        if self.level == "process":                        # the kernel could write to a shared copy
+            self.course = self.root / "course"             # read-only: cnnkit/ and data/
+            self.course.mkdir()
+            _copy_tree_read_only(COURSE / "cnnkit", self.course / "cnnkit", skip=("instructor",))
+            if (COURSE / "data").is_dir():
+                _copy_tree_read_only(COURSE / "data", self.course / "data")
+            os.chmod(self.course, 0o555)
+        else:
+            self.course = shared_course()
         for folder in (self.notebooks, self.home, self.work, self.tmp):
             folder.mkdir(parents=True)
             if self.level == "uid":
                 os.chown(folder, NOBODY, NOBODY)
-        os.chmod(self.course, 0o555)
         self.work_fd = os.open(self.work, os.O_RDONLY | os.O_DIRECTORY)   # survives a rename of `work`
 
     def env(self, job_token: str) -> dict:
@@ -209,7 +247,7 @@ class Sandbox:
                 cmd += ["--ro-bind", str(Path(link).resolve()), link]
         cmd += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
                 "--bind", str(self.root), str(self.root),
-                "--ro-bind", str(self.course / "cnnkit"), str(self.course / "cnnkit"),
+                "--ro-bind", str(self.course), str(self.course),
                 "--chdir", str(self.notebooks), "--"]
         return cmd + argv
 
@@ -238,11 +276,4 @@ class Sandbox:
             os.close(self.work_fd)
         except OSError:
             pass
-        for root, dirs, _ in os.walk(self.root):
-            for d in dirs:
-                try:
-                    os.chmod(os.path.join(root, d), 0o755, follow_symlinks=False)
-                except OSError:
-                    pass
-        os.chmod(self.root, 0o755)
-        shutil.rmtree(self.root, ignore_errors=True)
+        _remove_read_only(self.root)
