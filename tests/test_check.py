@@ -370,9 +370,12 @@ def test_checks_leave_the_global_rngs_unchanged(name, capsys):
 # Grading mode: probe (student side) + judge (trusted side) = interactive mode
 # ----------------------------------------------------------------------------
 
-def probe_and_judge(name, answer, tmp_path, *, seed=0, n=None, hidden=False):
+SMALL_N = 12          # enough for every check's fixed cases and a few random ones, and quick
+
+
+def probe_and_judge(name, answer, tmp_path, *, seed=0, n=SMALL_N, hidden=False):
     chk = check.CHECKS[name]
-    cases = chk.cases(seed, n or chk.default_n)
+    cases = chk.cases(seed, n)
     torch.save(cases, tmp_path / "cases.pt")
     _core.probe(name, answer, tmp_path / "cases.pt", tmp_path / "results.pt")
     results = torch.load(tmp_path / "results.pt", weights_only=True)
@@ -384,13 +387,13 @@ def probe_and_judge(name, answer, tmp_path, *, seed=0, n=None, hidden=False):
 def test_probe_round_trip_gives_the_interactive_verdict(name, tmp_path, capsys):
     verdict = probe_and_judge(name, RIGHT[name], tmp_path)
     assert (verdict.status, verdict.passed, verdict.total) == ("passed", verdict.total, verdict.total)
-    getattr(check, name)(RIGHT[name])
+    getattr(check, name)(RIGHT[name], n=SMALL_N)
     assert capsys.readouterr().out.strip() == verdict.message
 
     wrong, _ = WRONG[name][0]
     verdict = probe_and_judge(name, wrong, tmp_path)
     with pytest.raises(check.ExerciseFailed) as info:
-        getattr(check, name)(wrong)
+        getattr(check, name)(wrong, n=SMALL_N)
     assert verdict.status == "failed" and verdict.message == info.value.reason
     assert verdict.fraction == 0.0
 
@@ -576,7 +579,8 @@ def test_formula_appears_from_the_third_failure_in_a_row():
 
 def test_hint_shows_the_formula_and_reveals_it_for_later_failures(capsys):
     formula = check.CHECKS["path_sum"].formula
-    assert check.hint("path_sum") == formula and formula in capsys.readouterr().out
+    check.hint("path_sum")
+    assert capsys.readouterr().out == f"path_sum: {formula}\n"
     with pytest.raises(check.ExerciseFailed) as info:
         check.path_sum(WRONG["path_sum"][0][0])
     assert info.value.hint == formula
@@ -715,17 +719,28 @@ def test_no_check_module_is_longer_than_about_400_lines():
         assert len(path.read_text().splitlines()) <= 450, path.name
 
 
+def test_the_check_package_itself_imports_no_grader_no_plotting_no_torchvision():
+    """Whatever cnnkit/__init__ does: the checks import only torch and each other."""
+    code = ("import sys, types; m = types.ModuleType('cnnkit'); m.__path__ = [sys.argv[1]]; "
+            "sys.modules['cnnkit'] = m; import cnnkit.check; "
+            "print(sorted(k for k in sys.modules if k.startswith(('cnnkit.', 'matplotlib', 'torchvision'))))")
+    out = subprocess.run([sys.executable, "-c", code, str(ROOT / "cnnkit")], capture_output=True, text=True,
+                         check=True).stdout
+    assert set(eval(out)) == {"cnnkit.contract", "cnnkit.check", *(f"cnnkit.check.{m.stem}" for m in
+                                                                   (ROOT / "cnnkit" / "check").glob("*.py")
+                                                                   if m.stem != "__init__")}
+
+
 def test_importing_the_checks_loads_no_grader_and_no_plotting():
     code = ("import sys, cnnkit.check; "
             "print(sorted(m for m in sys.modules if m.startswith(('cnnkit.grading', 'cnnkit.instructor', "
             "'matplotlib', 'cnnkit.plot'))))")
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    bare = subprocess.run([sys.executable, "-c", code.replace("cnnkit.check", "cnnkit")], env=env,
-                          capture_output=True, text=True, check=True).stdout.strip()
-    if bare != "[]":
-        pytest.xfail("`import cnnkit` itself still loads matplotlib (lazy imports come with the i14 package branch)")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    out = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                         capture_output=True, text=True, check=True).stdout.strip()
+    eager = re.search(r"^from cnnkit import .*\bplot\b", (ROOT / "cnnkit" / "__init__.py").read_text(), re.M)
+    if out != "[]" and eager:
+        pytest.xfail("`import cnnkit` itself still loads cnnkit.plot (lazy imports come with the i14 package branch)")
+    assert out == "[]"
 
 
 @pytest.mark.notebook
@@ -765,3 +780,14 @@ def test_real_nbgrader_reads_score_as_partial_credit(tmp_path):
     with Gradebook(f"sqlite:///{tmp_path / 'gradebook.db'}") as gradebook:
         scores = {s: gradebook.find_submission("ps1", s).score for s in ("half", "none", "all")}
     assert scores == {"half": 1.0, "none": 0.0, "all": 2.0}
+
+
+@pytest.mark.parametrize("name", list(RIGHT))
+def test_judge_never_crashes_on_forged_or_odd_results(name):
+    """Results come from the student's process: any shape of plain data is a failure, never an exception."""
+    chk = check.CHECKS[name]
+    cases = chk.cases(0, 3)
+    for forged in ({}, [1, 2], None, "x", {"out": None, "convs": 3}, torch.zeros(2), math.inf,
+                   {"raised": "NotAFunction"}, {"ok": {"module": True}}):
+        verdict = _core.judge(chk, cases, [forged if "ok" in str(forged) else {"ok": forged}] * 3)
+        assert verdict.status == "failed" and verdict.message, forged

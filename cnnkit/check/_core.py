@@ -8,7 +8,14 @@ The same object serves two modes, so they cannot drift apart:
   (an AssertionError) shown as one ✘ line with a hint;
 - grading (the instructor's grader): only ``probe`` runs in the student's kernel
   and writes the answer's plain-data results to a file; the grader computes the
-  cases, the reference values and the verdict itself with ``judge``.
+  cases, the reference values and the verdict itself with ``judge``:
+
+      check = CHECKS[name]                                   # grader process
+      cases = check.cases(secret_seed, n or check.default_n)
+      torch.save(cases, cases_path)
+      # student kernel: cnnkit.check._core.probe(name, answer, cases_path, results_path)
+      results = torch.load(results_path, weights_only=True)  # grader process again
+      verdict = judge(check, cases, results, hidden=is_hidden)   # .status, .fraction, .message
 
 Plain data is what crosses between the two sides: None, bool, int, float, str,
 CPU tensors of the exact class ``torch.Tensor``, and lists, tuples and
@@ -164,7 +171,7 @@ class Check:
     formula: str = ""                         # the full answer, shown after 3 failures or hint(name)
 
     def accepts(self, answer) -> bool:
-        return callable(answer) and not isinstance(answer, type)
+        return callable(answer)
 
     def cases(self, seed: int, n: int) -> list:
         raise NotImplementedError
@@ -221,14 +228,19 @@ _TENSOR_CLASSES = (torch.Tensor, torch._C.TensorBase)
 
 @contextlib.contextmanager
 def _tensor_methods_restored():
-    """Undo any change an answer makes to torch.Tensor's methods (e.g. patching .item)."""
+    """Undo any change an answer makes to torch.Tensor's methods (e.g. patching .item).
+
+    Changed attributes are put back, and new ones that shadow an inherited
+    method are removed; other new names (caches torch may add) are left alone.
+    """
     saved = [(cls, dict(vars(cls))) for cls in _TENSOR_CLASSES]
+    visible = set(dir(torch.Tensor))
     try:
         yield
     finally:
         for cls, before in saved:
             now = vars(cls)
-            for key in [k for k in now if k not in before]:
+            for key in [k for k in now if k not in before and k in visible]:
                 with contextlib.suppress(AttributeError, TypeError):
                     delattr(cls, key)
             for key, value in before.items():
@@ -245,12 +257,8 @@ def run_case(check: Check, answer, case, *, catch: tuple = (Exception,)) -> dict
     try:
         with _tensor_methods_restored():
             value = check.run(answer, _copy_case(case))
-            return {contract.RESULT_OK: to_plain(value)}
     except NotImplementedError:
         return {contract.RESULT_NOT_IMPLEMENTED: True}
-    except PlainDataError as exc:
-        return {contract.RESULT_RAISED: "PlainDataError", "message": exc.type_name[:contract.MAX_RESULT_MESSAGE],
-                "line": ""}
     except catch as exc:
         try:
             message = str(exc)
@@ -258,6 +266,13 @@ def run_case(check: Check, answer, case, *, catch: tuple = (Exception,)) -> dict
             message = "(no message)"
         return {contract.RESULT_RAISED: type(exc).__name__[:100],
                 "message": message[:contract.MAX_RESULT_MESSAGE], "line": _student_line(exc.__traceback__)}
+    try:
+        return {contract.RESULT_OK: to_plain(value)}
+    except PlainDataError as exc:
+        name = exc.type_name
+    except Exception:                           # e.g. a tensor whose storage cannot be read
+        name = _type_name(value)
+    return {contract.RESULT_RAISED: "PlainDataError", "message": name[:contract.MAX_RESULT_MESSAGE], "line": ""}
 
 
 def probe(name: str, answer, cases_path, results_path) -> None:
@@ -338,8 +353,9 @@ def _judge_one(check: Check, case, result):
         return _failed_result(check, case, result)
     try:
         got = to_plain(result[contract.RESULT_OK])
-    except PlainDataError as exc:
-        return Failure(f"expected {check.returns}, got {exc.type_name}",
+    except Exception as exc:
+        name = exc.type_name if isinstance(exc, PlainDataError) else _type_name(result[contract.RESULT_OK])
+        return Failure(f"expected {check.returns}, got {name}",
                        "return plain numbers, tensors, lists, tuples or dicts (not your own objects)")
     want = check.reference(case)
     try:
@@ -358,15 +374,13 @@ _streak: dict[str, int] = {}          # consecutive failures of each check in th
 _revealed: set[str] = set()           # checks whose formula the student asked for
 
 
-def hint(name: str) -> str:
-    """Show the full hint (the formula) of a check; its next failures show it too."""
+def hint(name: str) -> None:
+    """Print the full hint (the formula) of a check; its next failures show it too."""
     if name not in CHECKS:
-        raise ValueError(f"name must be one of the checks, got {name!r}")
+        raise ValueError(f"name must be one of the checks {sorted(CHECKS)}, got {name!r}")
     _revealed.add(name)
     check = CHECKS[name]
-    text = check.formula or check.hint or "no hint for this check"
-    print(f"{name}: {text}")
-    return text
+    print(f"{name}: {check.formula or check.hint or 'no hint for this check'}")
 
 
 def _shown_hint(check: Check, failure: Failure) -> str:

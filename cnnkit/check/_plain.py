@@ -60,8 +60,9 @@ def _numpy_scalar(x):
 def _plain_tensor(x: torch.Tensor) -> torch.Tensor:
     """A detached CPU copy of exact class torch.Tensor, bypassing any subclass's overrides."""
     with torch._C.DisableTorchFunctionSubclass():
-        if x.layout != torch.strided or x.is_meta:
-            raise PlainDataError(f"{x.layout} tensor")
+        layout, meta = torch.Tensor.layout.__get__(x), torch.Tensor.is_meta.__get__(x)   # not a subclass's own
+        if layout != torch.strided or meta:
+            raise PlainDataError(f"{layout} tensor")
         y = torch.Tensor.clone(torch.Tensor.cpu(torch.Tensor.detach(x)))
     y = y.as_subclass(torch.Tensor)
     if type(y) is not torch.Tensor:
