@@ -10,6 +10,7 @@ course tree as root) are asserted only there, and the fallback is tested on its 
 import csv
 import hashlib
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -320,3 +321,4 @@ def test_process_level_fallback_still_finishes_the_batch(tmp_path):
     assert table["honest"] == FULL
     assert table["killer"]["sigmoid-grad"] == ("error", 0.0)
     assert not tagged_processes(summary.token)
+    assert not list(Path(tempfile.gettempdir()).glob(f"cnnkit-grade-{summary.token}-*"))   # no sandbox left

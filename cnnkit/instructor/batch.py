@@ -30,7 +30,7 @@ import nbformat
 from cnnkit.instructor.grade import Job, Row, grade_notebook
 from cnnkit.instructor.submission import SubmissionError, read_submission
 from cnnkit.instructor.markers import exercises_of
-from cnnkit.instructor.sandbox import isolation_level, kill_tagged
+from cnnkit.instructor.sandbox import isolation_level, kill_tagged, remove_left
 
 __all__ = ["grade", "Summary", "csv_cell", "parse_parameter"]
 
@@ -129,6 +129,7 @@ class _Pool:
                     proc.kill()
                     proc.join(5)
                 kill_tagged(job.token)
+                remove_left(job.token, None if worker in self.idle else proc.pid)
                 del busy[conn]
                 results += rows
                 if progress:

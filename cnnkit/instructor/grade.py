@@ -181,7 +181,7 @@ def grade_notebook(job: Job) -> list[Row]:
     injected = "\n".join(f"{k} = {v!r}" for k, v in job.parameters.items() if k in known)
 
     budget = _Budget(job.notebook_timeout)
-    sandbox = Sandbox(job.isolation, Limits(cpu_seconds=int(job.notebook_timeout) + 120))
+    sandbox = Sandbox(job.isolation, Limits(cpu_seconds=int(job.notebook_timeout) + 120), token=job.token)
     kernel = None
     nb_path = sandbox.notebooks / f"{job.notebook}.ipynb"
     nbformat.write(release, nb_path)

@@ -38,7 +38,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Limits", "Sandbox", "isolation_level", "kill_tagged", "TOKEN_VAR", "LEVELS"]
+__all__ = ["Limits", "Sandbox", "isolation_level", "kill_tagged", "remove_left", "TOKEN_VAR", "LEVELS"]
 
 TOKEN_VAR = "CNNKIT_GRADE_TOKEN"
 LEVELS = ("bubblewrap", "uid", "process")
@@ -157,6 +157,15 @@ def _remove_read_only(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
+def remove_left(token: str, worker_pid: int | None = None) -> None:
+    """Remove the sandbox of the job `token` and the course copy of a worker, left when it was killed."""
+    temp = Path(tempfile.gettempdir())
+    paths = list(temp.glob(f"cnnkit-grade-{token}-*"))
+    paths += list(temp.glob(f"cnnkit-course-{worker_pid}-*")) if worker_pid else []
+    for path in paths:
+        _remove_read_only(path)
+
+
 def shared_course() -> Path:
     """This process's read-only, precompiled copy of cnnkit/ and data/ (built once, removed at exit).
 
@@ -166,7 +175,7 @@ def shared_course() -> Path:
     if not _SHARED:
         import atexit
         import compileall
-        root = Path(tempfile.mkdtemp(prefix="cnnkit-course-"))
+        root = Path(tempfile.mkdtemp(prefix=f"cnnkit-course-{os.getpid()}-"))   # see remove_left
         shutil.copytree(COURSE / "cnnkit", root / "cnnkit",
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "instructor"))
         if (COURSE / "data").is_dir():
@@ -189,7 +198,7 @@ class Sandbox:
     token: str = field(default_factory=lambda: secrets.token_hex(8))
 
     def __post_init__(self):
-        self.root = Path(tempfile.mkdtemp(prefix="cnnkit-grade-"))
+        self.root = Path(tempfile.mkdtemp(prefix=f"cnnkit-grade-{self.token}-"))   # found again by remove_left
         os.chmod(self.root, 0o755)
         self.notebooks = self.root / "notebooks"           # the kernel's working folder
         self.home = self.root / "home"
