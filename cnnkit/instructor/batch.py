@@ -143,9 +143,11 @@ class _Pool:
             except OSError:
                 pass
         for proc, _ in self.idle:
-            proc.join(10)
+            proc.join(30)
             if proc.is_alive():
                 proc.kill()
+                proc.join(5)
+            remove_left(None, proc.pid)          # its course copy, if it could not remove it itself
 
 
 def _feedback(student: str, notebook: str, rows: list[Row]) -> str:

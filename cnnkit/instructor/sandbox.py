@@ -157,10 +157,10 @@ def _remove_read_only(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def remove_left(token: str, worker_pid: int | None = None) -> None:
+def remove_left(token: str | None, worker_pid: int | None = None) -> None:
     """Remove the sandbox of the job `token` and the course copy of a worker, left when it was killed."""
     temp = Path(tempfile.gettempdir())
-    paths = list(temp.glob(f"cnnkit-grade-{token}-*"))
+    paths = list(temp.glob(f"cnnkit-grade-{token}-*")) if token else []
     paths += list(temp.glob(f"cnnkit-course-{worker_pid}-*")) if worker_pid else []
     for path in paths:
         _remove_read_only(path)
