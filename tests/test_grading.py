@@ -1,19 +1,23 @@
 """Instructor tools: release and grading, including a folder of hostile submissions."""
 
 import csv
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
 import pytest
 
-from cnnkit import grading
+from cnnkit.instructor.batch import grade, parse_parameter
+from cnnkit.instructor.markers import ReleaseError, exercises_of, test_calls
+from cnnkit.instructor.release import release
 
 # The grading tests start kernels of their own; keep them on one xdist worker
 # (make test uses --dist loadgroup) so that they do not compete with each other.
 pytestmark = pytest.mark.xdist_group("grading")
-from cnnkit.grading import ReleaseError
 
 from conftest import NOTEBOOKS, ROOT
+from grading_fixtures import TINY, answer_cell, tiny_notebook, write_source
 
 NB02 = ROOT / "notebooks" / "02_backprop.ipynb"
 IDS = ["sigmoid-grad", "path-sum", "numerical-derivative", "mlp-params"]
@@ -31,17 +35,13 @@ def by_student(rows):
     return table
 
 
-def answer_cell(nb, grade_id):
-    return next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
-
-
 # ----------------------------------------------------------------------------
 # release
 # ----------------------------------------------------------------------------
 
 def test_release_replaces_solutions_removes_hidden_tests_and_clears_outputs(tmp_path):
     out = tmp_path / "student"
-    written = grading.release([ROOT / "notebooks"], out)
+    written = release([ROOT / "notebooks"], out)
     assert sorted(p.name for p in written) == sorted(p.name for p in NOTEBOOKS)
     for path in written:
         text = path.read_text()
@@ -50,7 +50,7 @@ def test_release_replaces_solutions_removes_hidden_tests_and_clears_outputs(tmp_
         assert all(not c.get("outputs") and c.get("execution_count") is None
                    for c in nb.cells if c.cell_type == "code")
         source = nbformat.read(ROOT / "notebooks" / path.name, as_version=4)
-        for e in grading.exercises_of(source):
+        for e in exercises_of(source):
             stub = nb.cells[e.answer_index].source
             assert "# YOUR CODE HERE" in stub and "raise NotImplementedError()" in stub
             tests = nb.cells[e.test_index].source
@@ -63,9 +63,9 @@ def test_release_refuses_to_overwrite_without_force_and_changes_nothing(tmp_path
     out.mkdir()
     (out / "mine.txt").write_text("keep me")
     with pytest.raises(FileExistsError, match="--force"):
-        grading.release([NB02], out)
+        release([NB02], out)
     assert [p.name for p in out.iterdir()] == ["mine.txt"]
-    grading.release([NB02], out, force=True)
+    release([NB02], out, force=True)
     assert [p.name for p in out.iterdir()] == ["02_backprop.ipynb"]
 
 
@@ -94,7 +94,7 @@ def test_release_fails_without_writing_on_bad_markers_duplicates_and_leaks(tmp_p
     path = broken_copy(tmp_path, mutate)
     out = tmp_path / "student"
     with pytest.raises(ReleaseError, match=match):
-        grading.release([path], out)
+        release([path], out)
     assert not out.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".release-")]
 
@@ -106,7 +106,7 @@ def test_release_fails_without_writing_on_bad_markers_duplicates_and_leaks(tmp_p
 def make_submissions(root: Path) -> Path:
     subs = root / "submissions"
     source = nbformat.read(NB02, as_version=4)
-    student = nbformat.read(grading.release([NB02], root / "student")[0], as_version=4)
+    student = nbformat.read(release([NB02], root / "student")[0], as_version=4)
 
     def save(name, nb):
         (subs / name).mkdir(parents=True)
@@ -173,7 +173,7 @@ def test_hostile_submissions_get_exact_grades_and_statuses(tmp_path):
     subs = make_submissions(tmp_path)
     out = tmp_path / "grades"
     # 30 s is >10x what any correct answer or test cell of this notebook needs on a loaded 2-core machine
-    grading.grade(subs, out, jobs=2, timeout=30, parameters={"FAST": True}, progress=False)
+    grade(subs, out, jobs=2, timeout=30, parameters={"FAST": True}, progress=False)
     rows = read_rows(out)
     assert list(rows[0]) == ["student", "notebook", "exercise", "status", "points", "max_points"]
     assert {r["max_points"] for r in rows} == {"2"}
@@ -190,67 +190,114 @@ def test_hostile_submissions_get_exact_grades_and_statuses(tmp_path):
         assert "seed=3" not in text and "n=500" not in text and "HIDDEN" not in text
 
 
+@pytest.mark.notebook
 def test_hidden_test_failures_are_reported_without_details(tmp_path):
-    nb = nbformat.read(NB02, as_version=4)
-    # passes the public check (seed 0: no x in (4.2, 4.5)) but not the hidden one (seed 3 has 12 there)
+    from cnnkit.check._core import CHECKS
+    from cnnkit.instructor.grade import _call_seed
+    check, secret = CHECKS["sigmoid_grad"], 1234
+    public = [c["x"] for c in check.cases(0, check.default_n)]
+    hidden = [c["x"] for c in check.cases(_call_seed(secret, "carol", "90_tiny", "sigmoid-grad", 1), 300)]
+    x0 = max(hidden, key=lambda x: min(abs(x - p) for p in public))     # hidden, far from every public case
+    nb = tiny_notebook()
+    # right on every public case, wrong near one hidden case only
     answer_cell(nb, "sigmoid-grad").source = (
-        "def sigmoid_grad(x):\n    s = 1.0 / (1.0 + math.exp(-x))\n    return s * (1.0 - s) + (1e-6 if 4.2 < x < 4.5 else 0)")
-    subs = tmp_path / "subs" / "carol"
+        "def sigmoid_grad(x):\n    s = 1.0 / (1.0 + math.exp(-x))\n"
+        f"    return s * (1.0 - s) + (0.5 if abs(x - {x0!r}) < 1e-9 else 0.0)")
+    source, subs = write_source(tmp_path / "source"), tmp_path / "subs" / "carol"
     subs.mkdir(parents=True)
-    nbformat.write(nb, subs / "02_backprop.ipynb")
+    nbformat.write(nb, subs / TINY)
     out = tmp_path / "grades"
-    grading.grade(tmp_path / "subs", out, timeout=30, parameters={"FAST": True}, progress=False)
+    grade(tmp_path / "subs", out, source_dir=source, timeout=30, progress=False, seed=secret)
     assert by_student(read_rows(out))["carol"]["sigmoid-grad"] == ("failed", 0.0)
-    text = (out / "feedback" / "carol" / "02_backprop.md").read_text()
-    assert "failed a hidden test (details withheld)" in text and "4.3" not in text
+    text = (out / "feedback" / "carol" / "90_tiny.md").read_text()
+    assert "failed a hidden test (details withheld)" in text
+    assert f"{x0:.4g}" not in text and "torch.autograd" not in text
 
 
-def test_partial_credit_and_byte_identical_reruns(tmp_path):
-    source_dir = tmp_path / "source"
-    source_dir.mkdir()
-    cells = [nbformat.v4.new_code_cell("FAST = False", metadata={"tags": ["parameters"]}),
-             nbformat.v4.new_code_cell("import cnnkit"),
-             nbformat.v4.new_code_cell("def square(x):\n    ### BEGIN SOLUTION\n    return x * x\n    ### END SOLUTION",
-                                       metadata={"nbgrader": {"grade_id": "square", "solution": True, "grade": False,
-                                                              "locked": False, "schema_version": 3}}),
-             nbformat.v4.new_code_cell("ok = sum(square(v) == v * v for v in (0, 1, 2, 3))\ncnnkit.check.Score(ok, 4)",
-                                       metadata={"nbgrader": {"grade_id": "square-tests", "solution": False,
-                                                              "grade": True, "points": 2, "locked": True,
-                                                              "schema_version": 3}})]
-    nb = nbformat.v4.new_notebook(cells=cells)
-    nb.metadata["kernelspec"] = {"name": "cnn-course", "display_name": "Python (CNN course)", "language": "python"}
-    nbformat.write(nb, source_dir / "99_tiny.ipynb")
+@pytest.mark.notebook
+def test_partial_credit_comes_from_the_trusted_judge(tmp_path, monkeypatch):
+    """A partial check's points are passed/total cases as judged in the grader, never a displayed Score."""
+    from cnnkit.check._core import CHECKS
+    from cnnkit.instructor.grade import Job, grade_notebook
+    from cnnkit.instructor.sandbox import isolation_level
+    monkeypatch.setattr(CHECKS["mlp_params"], "partial", True)
+    nb = tiny_notebook()
+    # right for two-layer networks only; prints and displays a perfect score
+    answer_cell(nb, "mlp-params").source = (
+        "def count_mlp_params(sizes):\n    return (sizes[0] + 1) * sizes[1] if len(sizes) == 2 else 0\n"
+        "print('partial credit: 2 of 2')\ncnnkit.check.Score(4, 4)")
+    job = Job("fay", "90_tiny", nbformat.writes(nb).encode(), nbformat.writes(tiny_notebook()), timeout=30,
+              secret=7, isolation=isolation_level()[0], token="test-partial")
+    rows = {r.exercise: r for r in grade_notebook(job)}
+    r = rows["mlp-params"]
+    assert r.status == "failed" and 0 < r.points < 2, r
+    assert "partial credit" in r.message
+    assert rows["sigmoid-grad"].status == rows["path-sum"].status == "passed"
+
+
+@pytest.mark.notebook
+def test_byte_identical_reruns_with_the_same_seed(tmp_path, capsys):
+    source = write_source(tmp_path / "source")
     subs = tmp_path / "subs"
-    for student, body in {"dan": "return x * x", "eve": "return x * x if x < 2 else 0",
-                          "fay": "print('partial credit: 2 of 2')\n    return 0"}.items():
+    for student, body in {"dan": None, "eve": "return 0.25"}.items():
+        nb = tiny_notebook()
+        if body:
+            answer_cell(nb, "sigmoid-grad").source = f"def sigmoid_grad(x):\n    {body}"
         (subs / student).mkdir(parents=True)
-        sub = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
-            f"def square(x):\n    {body}", metadata={"nbgrader": {"grade_id": "square", "solution": True}})])
-        nbformat.write(sub, subs / student / "99_tiny.ipynb")
+        nbformat.write(nb, subs / student / TINY)
     first, second = tmp_path / "g1", tmp_path / "g2"
-    grading.grade(subs, first, source_dir=source_dir, timeout=20, progress=False)
-    grading.grade(subs, second, source_dir=source_dir, jobs=3, timeout=20, progress=False)
-    table = by_student(read_rows(first))
-    assert table["dan"]["square"] == ("passed", 2.0)
-    assert table["eve"]["square"] == ("failed", 1.0)                 # 2 of 4 cases: half the points
-    assert table["fay"]["square"] == ("failed", 0.5)                 # printing a score counts for nothing
+    one = grade(subs, first, source_dir=source, timeout=30, progress=False, seed=11)
+    from cnnkit.instructor.cli import main
+    assert main(["grade", str(subs), "--out", str(second), "--source", str(source), "-j", "2", "--timeout", "30",
+                 "--seed", "11", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert f"grades.csv sha256 {one.sha256}" in printed and f"isolation: {one.isolation}" in printed
     files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(second) for p in second.rglob("*") if p.is_file())
     for rel in files:
         assert (first / rel).read_bytes() == (second / rel).read_bytes()
     assert str(tmp_path) not in (first / "grades.csv").read_text()
+    assert by_student(read_rows(first))["eve"]["sigmoid-grad"] == ("failed", 0.0)
+
+
+@pytest.mark.parametrize("source,match", [
+    ("cnnkit.check.sigmoid_grad(sigmoid_grad)\nassert sigmoid_grad(0.0) == 0.25", "may only call"),
+    ("cnnkit.check.sigmoid_grad(sigmoid_grad, n=N)", "integer literal"),
+    ("cnnkit.check.sigmoid_grad(sigmoid_grad, tol=1)", "only n= and seed="),
+    ("cnnkit.check.sigmoid_grad(lambda x: 0.25)", "may only call"),
+    ("import os\ncnnkit.check.sigmoid_grad(sigmoid_grad)", "may only call"),
+    ("", "at least one"),
+])
+def test_test_cells_may_only_call_checks(source, match):
+    with pytest.raises(ReleaseError, match=match):
+        test_calls(source)
+
+
+def test_test_calls_are_parsed_public_then_hidden():
+    calls = test_calls("cnnkit.check.a(f)\n### BEGIN HIDDEN TESTS\ncnnkit.check.a(f, n=5, seed=2)\n"
+                       "### END HIDDEN TESTS")
+    assert [(c.check, c.answer, c.n, c.seed, c.hidden) for c in calls] == [("a", "f", None, 0, False),
+                                                                          ("a", "f", 5, 2, True)]
+
+
+def test_release_refuses_an_unknown_check(tmp_path):
+    from cnnkit.instructor.release import release_notebook
+    nb = tiny_notebook()
+    nb.cells[nb.cells.index(answer_cell(nb, "path-sum")) + 1].source = "cnnkit.check.no_such_check(df_dy)"
+    with pytest.raises(ReleaseError, match="not a registered check"):
+        release_notebook(nb, TINY)
 
 
 @pytest.mark.notebook
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_self_check_instructor_full_marks_release_zero(path, tmp_path):
-    release = grading.release([path], tmp_path / "student")[0]
+    release = release([path], tmp_path / "student")[0]
     subs = tmp_path / "subs"
     for name, nb_path in (("instructor", path), ("release", release)):
         (subs / name).mkdir(parents=True)
         (subs / name / path.name).write_bytes(nb_path.read_bytes())
-    rows = grading.grade(subs, tmp_path / "grades", jobs=2, timeout=300, parameters={"FAST": True},
-                         progress=False)
+    rows = grade(subs, tmp_path / "grades", jobs=2, timeout=300, parameters={"FAST": True},
+                 progress=False).rows
     instructor = [r for r in rows if r.student == "instructor"]
     fresh = [r for r in rows if r.student == "release"]
     assert instructor and all(r.status == "passed" and r.points == r.max_points for r in instructor), instructor
@@ -259,14 +306,14 @@ def test_self_check_instructor_full_marks_release_zero(path, tmp_path):
 
 def test_grade_errors_are_clear(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        grading.grade(tmp_path / "nope", tmp_path / "out", progress=False)
+        grade(tmp_path / "nope", tmp_path / "out", progress=False)
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="no submissions"):
-        grading.grade(tmp_path / "empty", tmp_path / "out", progress=False)
+        grade(tmp_path / "empty", tmp_path / "out", progress=False)
     (tmp_path / "subs" / "x").mkdir(parents=True)
     (tmp_path / "subs" / "x" / "02_backprop.ipynb").write_text("{}")
     with pytest.raises(ValueError, match="unknown parameter"):
-        grading.grade(tmp_path / "subs", tmp_path / "out", parameters={"fast": True}, progress=False)
+        grade(tmp_path / "subs", tmp_path / "out", parameters={"fast": True}, progress=False)
 
 
 def test_command_line(tmp_path, capsys):
@@ -275,5 +322,17 @@ def test_command_line(tmp_path, capsys):
     assert main(["release", str(NB02), "--out", str(tmp_path / "s")]) == 2
     assert "--force" in capsys.readouterr().err
     assert main(["grade", str(tmp_path / "missing"), "--out", str(tmp_path / "g")]) == 2
-    assert grading.parse_parameter("True") is True and grading.parse_parameter("3") == 3
-    assert grading.parse_parameter("hello") == "hello"
+    assert parse_parameter("True") is True and parse_parameter("3") == 3
+    assert parse_parameter("hello") == "hello"
+
+
+def test_grading_does_not_import_matplotlib():
+    code = ("import sys\nfrom cnnkit.instructor import cli, batch, grade, release, sandbox, kernel\n"
+            "assert 'matplotlib' not in sys.modules, 'matplotlib imported'\n"
+            "assert 'cnnkit.plot' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_check_package_does_not_import_the_grader():
+    code = "import sys, cnnkit.check\nassert not [m for m in sys.modules if m.startswith('cnnkit.instructor')]"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)

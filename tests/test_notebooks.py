@@ -12,15 +12,14 @@ import sys
 import nbformat
 import pytest
 
-from cnnkit import nbtools
+from cnnkit.instructor import nbtools
+from cnnkit.instructor.markers import exercises_of, grade_meta
 
 from conftest import NOTEBOOKS, ROOT
 
 ids = [p.stem for p in NOTEBOOKS]
 # A Windows drive is one letter on its own ("C:\\" in the JSON), not the end of a word ("with:\n").
 MACHINE_PATH = re.compile(r"(/home/|/root/|/Users/|/tmp/|/work/|(?<![A-Za-z])[A-Za-z]:\\\\|site-packages|\.venv/)")
-SOLUTION = ("### BEGIN SOLUTION", "### END SOLUTION")
-HIDDEN = ("### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS")
 
 
 def test_machine_path_pattern():
@@ -82,34 +81,19 @@ class TestHygiene:
         assert images >= 3, "a lesson without figures? (were the outputs cleared?)"
 
     def test_exercise_metadata_is_well_formed(self, path):
+        """The grader's own parser (cnnkit.instructor.markers) accepts the notebook, plus course rules."""
         nb = nbformat.read(path, as_version=4)
-        grade_ids, exercises = set(), 0
-        cells = nb.cells
-        for i, cell in enumerate(cells):
-            meta = cell.metadata.get("nbgrader")
-            src = cell.source
-            for begin, end in (SOLUTION, HIDDEN):
-                assert src.count(begin) == src.count(end) <= 1, f"cell {i}: unbalanced {begin!r}"
-                if begin in src:
-                    assert src.index(begin) < src.index(end), f"cell {i}: {end!r} before {begin!r}"
-            if SOLUTION[0] in src:
-                assert meta and meta["solution"] and not meta["grade"], f"cell {i}: solution cell metadata"
-            if HIDDEN[0] in src:
-                assert meta and meta["grade"], f"cell {i}: hidden tests outside a graded test cell"
-            if not meta:
-                continue
-            assert meta["schema_version"] == 3 and cell.cell_type == "code"
-            assert meta["grade_id"] not in grade_ids, f"duplicate grade_id {meta['grade_id']}"
-            grade_ids.add(meta["grade_id"])
-            if meta["solution"]:
-                exercises += 1
-                assert SOLUTION[0] in src, f"cell {i}: solution cell without markers"
-                nxt = cells[i + 1]
-                tmeta = nxt.metadata.get("nbgrader", {})
-                assert tmeta.get("grade") and tmeta.get("points", 0) > 0 and tmeta.get("locked"), \
-                    f"cell {i}: a solution cell must be followed by a locked, graded test cell"
-                assert "cnnkit.check." in nxt.source, f"cell {i + 1}: public checks come from cnnkit.check"
-        assert exercises >= 4, f"{path.name} has {exercises} graded exercises; every notebook needs at least 4"
+        exercises = exercises_of(nb, path.name)       # markers, ids, answer -> test cell, test-cell grammar
+        for cell in nb.cells:
+            meta = grade_meta(cell)
+            if meta:
+                assert meta["schema_version"] == 3 and cell.cell_type == "code"
+        for e in exercises:
+            test = nb.cells[e.test_index]
+            assert e.points > 0 and grade_meta(test).get("locked"), \
+                f"cell {e.answer_index}: a solution cell must be followed by a locked, graded test cell"
+            assert not grade_meta(nb.cells[e.answer_index]).get("grade")
+        assert len(exercises) >= 4, f"{path.name} has {len(exercises)} graded exercises; every notebook needs at least 4"
 
 
 def fast_copy(path, tmp_path):

@@ -13,9 +13,9 @@ import ast
 import time
 from pathlib import Path
 
-__all__ = ["notebook_parameters", "run_notebook", "parameters_cell", "NOTEBOOKS_DIR"]
+__all__ = ["notebook_parameters", "parameters_from_source", "run_notebook", "parameters_cell", "NOTEBOOKS_DIR"]
 
-NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent.parent / "notebooks"
 
 
 def _read(path):
@@ -36,12 +36,7 @@ def parameters_cell(nb):
 
 def notebook_parameters(path) -> dict:
     """Names and default values assigned in the notebook's `parameters` cell."""
-    source = parameters_cell(_read(path)).source
-    values = {}
-    for node in ast.parse(source).body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            values[node.targets[0].id] = ast.literal_eval(node.value)
-    return values
+    return parameters_from_source(parameters_cell(_read(path)).source)
 
 
 def run_notebook(path, output_path=None, parameters: dict | None = None,
@@ -67,3 +62,12 @@ def run_notebook(path, output_path=None, parameters: dict | None = None,
         kernel_name=kernel_name, execution_timeout=cell_timeout, progress_bar=False,
     )
     return nb, time.perf_counter() - start
+
+
+def parameters_from_source(source: str) -> dict:
+    """Names and literal values assigned in a parameters cell's source."""
+    values = {}
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            values[node.targets[0].id] = ast.literal_eval(node.value)
+    return values

@@ -1,0 +1,120 @@
+"""A submitted notebook: read once and safely, then split into answers and the student's own cells.
+
+See: cnnkit/instructor/grade.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+
+from cnnkit.instructor.markers import grade_meta
+
+__all__ = ["SubmissionError", "read_submission", "parse", "layout", "runnable", "MAX_SUBMISSION"]
+
+MAX_SUBMISSION = 20 << 20       # bytes of one submitted notebook
+
+
+class SubmissionError(ValueError):
+    """A submission that cannot be graded at all (the reason goes to every exercise)."""
+
+
+def read_submission(path) -> bytes:
+    """The submitted file's bytes, read once: no symlink, no FIFO or device, at most MAX_SUBMISSION."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        if os.path.islink(path):
+            raise SubmissionError("the submission is a symbolic link; submit the notebook file itself") from None
+        raise SubmissionError(f"the submission could not be opened: {exc.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise SubmissionError("the submission is not a regular file (a FIFO, device or folder)")
+        if info.st_size > MAX_SUBMISSION:
+            raise SubmissionError(f"the submission is larger than {MAX_SUBMISSION >> 20} MiB")
+        chunks, size = [], 0
+        while size <= MAX_SUBMISSION:
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > MAX_SUBMISSION:
+            raise SubmissionError(f"the submission is larger than {MAX_SUBMISSION >> 20} MiB")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+# ----------------------------------------------------------------------------
+# The submitted notebook -> answers and added cells
+# ----------------------------------------------------------------------------
+
+def _source(cell) -> str:
+    source = cell.get("source", "")
+    if isinstance(source, list):
+        return "".join(s for s in source if isinstance(s, str))
+    return source if isinstance(source, str) else ""
+
+
+def parse(submission: bytes) -> list:
+    try:
+        nb = json.loads(submission.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise SubmissionError(f"the notebook could not be read: {type(exc).__name__}: {str(exc)[:200]}") from None
+    if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
+        raise SubmissionError("the notebook could not be read: not a notebook (no list of cells)")
+    return [c for c in nb["cells"] if isinstance(c, dict)]
+
+
+def layout(cells: list, release) -> tuple[dict, dict, dict, list]:
+    """Split the submission into answers, duplicate counts, and added cells by position.
+
+    Returns (answers: grade_id -> source of the LAST copy, copies: grade_id -> count,
+    added_before: release index -> [sources of student cells to run before that cell],
+    added_at_end). A submitted cell is the instructor's when its id (or, without ids,
+    its exact source) is one of the release's cells; cells without nbgrader metadata
+    that are not the instructor's are the student's own, run before the next
+    instructor cell that follows them in the submission.
+    """
+    by_id = {c.get("id"): i for i, c in enumerate(release.cells) if c.get("id")}
+    by_source = {}
+    for i, c in enumerate(release.cells):
+        by_source.setdefault(c.source, i)
+    answer_index = {grade_meta(c).get("grade_id"): i for i, c in enumerate(release.cells)
+                    if grade_meta(c).get("solution")}
+    answers, copies, added_before, pending = {}, {}, {}, []
+    for cell in cells:
+        meta = grade_meta(cell)
+        gid = meta.get("grade_id")
+        anchor = None
+        if meta.get("solution") and isinstance(gid, str) and gid in answer_index:
+            if cell.get("cell_type") == "code":
+                answers[gid] = _source(cell)
+                copies[gid] = copies.get(gid, 0) + 1
+            anchor = answer_index[gid]
+        elif meta:
+            anchor = by_id.get(cell.get("id"))          # a test or locked cell: the instructor's
+        elif cell.get("id") in by_id:
+            anchor = by_id[cell.get("id")]
+        elif not cell.get("id") and _source(cell) in by_source:
+            anchor = by_source[_source(cell)]
+        elif cell.get("cell_type") == "code" and _source(cell).strip():
+            pending.append(_source(cell))
+        if anchor is not None and pending:
+            added_before.setdefault(anchor, []).extend(pending)
+            pending = []
+    return answers, copies, added_before, pending
+
+
+def runnable(code: str) -> str | None:
+    """Why `code` cannot be sent to a kernel (NUL byte, lone surrogate), or None."""
+    if "\x00" in code:
+        return "the cell contains a NUL byte"
+    try:
+        code.encode("utf-8")
+    except UnicodeEncodeError:
+        return "the cell contains a character that cannot be encoded (a lone surrogate)"
+    return None
