@@ -5,6 +5,7 @@
     lite0_features(base, x, cut)    what the frozen part of Lite0 computes, once for all images (07)
     read_scalars(log_dir)           the scalars a TensorBoard run wrote, read back (05)
     mean_std(values)                "67.4% ± 2.9%": mean and sample std of accuracies over seeds
+    compare_paired(a, b)            paired differences over seeds, and whether they are within noise
 
 See: notebooks/05_training.ipynb, 06_augmentation.ipynb, 07_transfer_learning.ipynb
 """
@@ -19,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["shapes_cnn", "Lite0Upper", "lite0_features", "read_scalars", "mean_std"]
+__all__ = ["shapes_cnn", "Lite0Upper", "lite0_features", "read_scalars", "mean_std", "within_noise", "compare_paired"]
 
 
 def shapes_cnn(width: int = 16, num_classes: int = 5) -> nn.Sequential:
@@ -122,3 +123,25 @@ def mean_std(values: Sequence[float], unit: str = "%") -> str:
     if unit == "pp":
         return f"{100 * mean:+.1f} ± {100 * std:.1f} pp"
     return f"{mean:.3g} ± {std:.2g}"
+
+
+def within_noise(differences: Sequence[float]) -> bool:
+    """True unless paired differences (one per seed) agree in sign in every seed and their mean is more
+    than two standard errors from 0: the rule the notebooks use before calling a winner."""
+    d = torch.tensor([float(v) for v in differences], dtype=torch.float64)
+    if len(d) < 2:
+        return True
+    same_sign = bool((d > 0).all() or (d < 0).all())
+    return not (same_sign and d.mean().abs().item() > 2 * d.std().item() / len(d) ** 0.5)
+
+
+def compare_paired(a: Sequence[float], b: Sequence[float], name_a: str = "A", name_b: str = "B") -> str:
+    """One line on two methods measured with the same seeds: their paired difference, in how many
+    seeds `a` was ahead, and whether the difference is within noise (``within_noise``)."""
+    if len(a) != len(b) or not len(a):
+        raise ValueError(f"a and b must be equally long and non-empty, got {len(a)} and {len(b)}")
+    diffs = [float(x) - float(y) for x, y in zip(a, b)]
+    ahead = sum(d > 0 for d in diffs)
+    verdict = "within noise" if within_noise(diffs) else f"{name_a if sum(diffs) > 0 else name_b} is better"
+    return (f"{name_a} minus {name_b}: {mean_std(diffs, 'pp')} over {len(diffs)} seeds, "
+            f"{name_a} ahead in {ahead} of {len(diffs)}: {verdict}")

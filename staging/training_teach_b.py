@@ -160,3 +160,50 @@ class TrainLoop(Check):
                            "keep a copy of the best weights (state_dict() returns the live tensors: copy.deepcopy "
                            "it) and load it back at the end")
         return None
+
+
+# ----------------------------------------------------------------------------
+# 05, the learning-rate range test's suggestion
+# ----------------------------------------------------------------------------
+
+@register
+class SteepestLr(Check):
+    """fn(lrs, losses) -> the learning rate where the loss falls fastest against log10(lr) (np.gradient)."""
+    name, default_n, returns = "steepest_lr", 40, "a learning rate (float)"
+    hint = ("the slope is d(loss) / d(log10 lr): np.gradient takes the coordinates as its second argument; "
+            "you want the most negative slope, and return the rate there, not its index")
+    formula = "slopes = np.gradient(np.asarray(losses), np.log10(lrs)); return float(lrs[int(np.argmin(slopes))])"
+
+    def cases(self, seed, n):
+        rng = random.Random(seed)
+        cases = [dict(lrs=[1e-4, 1e-3, 1e-2, 1e-1, 1.0], losses=[2.3, 2.2, 1.2, 0.9, 3.0])]   # fastest at 1e-2
+        while len(cases) < n:
+            k = rng.randint(8, 60)
+            start, end = rng.uniform(-7, -4), rng.uniform(-1, 0.5)
+            lrs = [10 ** (start + (end - start) * i / (k - 1)) for i in range(k)]
+            if rng.random() < 0.5:                      # geometric steps that are not evenly spaced in log
+                lrs = sorted(lrs[:1] + [10 ** rng.uniform(start, end) for _ in range(k - 2)] + lrs[-1:])
+            centre, width = rng.uniform(start + 1, end - 1), rng.uniform(0.3, 1.5)
+            losses = [2.3 - 1.5 / (1 + math.exp(-(math.log10(lr) - centre) / width)) + rng.uniform(0, 0.02)
+                      + max(0.0, math.log10(lr) - end + 0.5) ** 2 * 5 for lr in lrs]
+            cases.append(dict(lrs=lrs, losses=losses))
+        return cases[:n]
+
+    def run(self, answer, case):
+        return answer(list(case["lrs"]), list(case["losses"]))
+
+    def reference(self, case):
+        import numpy as np
+        slopes = np.gradient(np.asarray(case["losses"], dtype=float), np.log10(case["lrs"]))
+        return float(case["lrs"][int(np.argmin(slopes))])
+
+    def compare(self, got, want, case):
+        value, failure = number(got, what="a learning rate (float)")
+        if failure:
+            return failure
+        if not abs(value - want) <= 1e-12 + 1e-9 * want:
+            if isinstance(value, int) or (value == int(value) and 0 <= value < len(case["lrs"])):
+                return Failure(f"got {value}, expected {want:.3g}: that looks like an index", self.hint, self.formula)
+            return Failure(f"got {value:.3g}, expected {want:.3g} for {len(case['lrs'])} rates "
+                           f"from {case['lrs'][0]:.1e} to {case['lrs'][-1]:.1e}", self.hint, self.formula)
+        return None

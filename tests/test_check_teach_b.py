@@ -186,3 +186,29 @@ def test_fine_tuning_catches_mistakes(mistake, words):
 def test_fine_tuning_no_optimizer_is_reported():
     failure = _first_failure("fine_tuning", lambda model, n, lr, d: None)
     assert failure is not None and "optimizer" in failure.reason + failure.hint
+
+
+# ---------------------------------------------------------------- 05: steepest_lr
+
+def _steepest(*, log=True, index=False):
+    import numpy as np
+
+    def steepest_lr(lrs, losses):
+        slopes = np.gradient(np.asarray(losses, dtype=float), np.log10(lrs) if log else np.asarray(lrs))
+        i = int(np.argmin(slopes))
+        return i if index else float(lrs[i])
+    return steepest_lr
+
+
+def test_steepest_lr_agrees_with_lr_find_suggestion():
+    from cnnkit.train import LRFinderResult
+    check = CHECKS["steepest_lr"]
+    for case in check.cases(0, 20):
+        assert check.reference(case) == LRFinderResult(case["lrs"], case["losses"]).suggestion
+    cnnkit.check.steepest_lr(_steepest())
+
+
+@pytest.mark.parametrize("mistake, words", [(dict(log=False), "expected"), (dict(index=True), "index")])
+def test_steepest_lr_catches_mistakes(mistake, words):
+    failure = _first_failure("steepest_lr", _steepest(**mistake))
+    assert failure is not None and words in failure.reason, (mistake, failure)
