@@ -6,6 +6,7 @@
     read_scalars(log_dir)           the scalars a TensorBoard run wrote, read back (05)
     mean_std(values)                "67.4% ± 2.9%": mean and sample std of accuracies over seeds
     compare_paired(a, b)            paired differences over seeds, and whether they are within noise
+    jpeg(fig)                       a figure of photos embedded as JPEG (keeps the notebook file small)
 
 See: notebooks/05_training.ipynb, 06_augmentation.ipynb, 07_transfer_learning.ipynb
 """
@@ -13,6 +14,7 @@ See: notebooks/05_training.ipynb, 06_augmentation.ipynb, 07_transfer_learning.ip
 from __future__ import annotations
 
 import copy
+import io
 import os
 from typing import Sequence
 
@@ -20,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["shapes_cnn", "Lite0Upper", "lite0_features", "read_scalars", "mean_std", "within_noise", "compare_paired"]
+__all__ = ["shapes_cnn", "Lite0Upper", "lite0_features", "read_scalars", "mean_std", "within_noise", "compare_paired", "jpeg"]
 
 
 def shapes_cnn(width: int = 16, num_classes: int = 5) -> nn.Sequential:
@@ -145,3 +147,18 @@ def compare_paired(a: Sequence[float], b: Sequence[float], name_a: str = "A", na
     verdict = "within noise" if within_noise(diffs) else f"{name_a if sum(diffs) > 0 else name_b} is better"
     return (f"{name_a} minus {name_b}: {mean_std(diffs, 'pp')} over {len(diffs)} seeds, "
             f"{name_a} ahead in {ahead} of {len(diffs)}: {verdict}")
+
+
+def jpeg(fig, dpi: int = 72, quality: int = 80):
+    """Show a matplotlib figure as an embedded JPEG instead of a PNG.
+
+    Photos compress many times better as JPEG, which keeps a notebook file small; use it
+    for figures of photos, not for line plots (JPEG blurs thin lines). Returns an
+    IPython Image to be the last line of a cell.
+    """
+    import matplotlib.pyplot as plt
+    from IPython.display import Image
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="jpeg", dpi=dpi, pil_kwargs={"quality": quality})
+    plt.close(fig)                                   # a pyplot figure would otherwise show twice
+    return Image(data=buffer.getvalue(), format="jpeg")
