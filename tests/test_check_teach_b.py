@@ -212,3 +212,74 @@ def test_steepest_lr_agrees_with_lr_find_suggestion():
 def test_steepest_lr_catches_mistakes(mistake, words):
     failure = _first_failure("steepest_lr", _steepest(**mistake))
     assert failure is not None and words in failure.reason, (mistake, failure)
+
+
+# ---------------------------------------------------------------- cnnkit.lessons
+
+def test_shapes_cnn_takes_both_input_sizes_and_refuses_bad_width():
+    from cnnkit.lessons import shapes_cnn
+    model = shapes_cnn()
+    assert model(torch.zeros(2, 3, 28, 28)).shape == (2, 5) and model(torch.zeros(1, 3, 32, 32)).shape == (1, 5)
+    with pytest.raises(ValueError, match="width"):
+        shapes_cnn(width=0)
+
+
+def test_mean_std_and_paired_verdicts():
+    from cnnkit.lessons import compare_paired, mean_std, within_noise
+    assert mean_std([0.5, 0.6]) == "55.0% ± 7.1%"
+    assert mean_std([0.01, 0.03], "pp") == "+2.0 ± 1.4 pp"
+    assert within_noise([0.01, -0.02, 0.03]) and not within_noise([0.10, 0.11, 0.12])
+    assert within_noise([0.05])                                       # one seed proves nothing
+    assert "within noise" in compare_paired([0.9, 0.8], [0.85, 0.9])
+    assert "A is better" in compare_paired([0.9, 0.91, 0.92], [0.8, 0.8, 0.81])
+    with pytest.raises(ValueError, match="unit"):
+        mean_std([0.1], unit="percent")
+    with pytest.raises(ValueError, match="equally long"):
+        compare_paired([0.1], [0.1, 0.2])
+
+
+def test_read_scalars_reads_back_what_fit_logged(tmp_path):
+    from torch import nn
+    from cnnkit.lessons import read_scalars
+    data = torch.utils.data.TensorDataset(torch.randn(16, 1, 4, 4), torch.randint(0, 2, (16,)))
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 2))
+    history = cnnkit.fit(model, data, data, epochs=2, live_plot=False, progress=False, log_dir=tmp_path / "run",
+                         device="cpu")
+    scalars = read_scalars(tmp_path / "run")
+    assert scalars["loss/val"][0] == [1, 2]
+    assert scalars["loss/val"][1] == pytest.approx(history.val_loss, rel=1e-6)
+    with pytest.raises(ValueError, match="log_dir"):
+        read_scalars(tmp_path / "missing")
+
+
+def test_jpeg_is_smaller_than_png_for_a_photo():
+    import io
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from cnnkit.lessons import jpeg
+    fig, ax = plt.subplots(figsize=(4, 4))
+    ax.imshow(cnnkit.data.load_photo("chelsea").permute(1, 2, 0).numpy())
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=72)
+    image = jpeg(fig)
+    assert image.format == "jpeg" and len(image.data) < len(png.getvalue())
+
+
+def test_lite0_upper_and_features_agree_with_the_whole_network():
+    from cnnkit import models
+    from cnnkit.lessons import Lite0Upper, lite0_features
+    from cnnkit.pretrained import NORMALIZATION
+    base = models.efficientnet_lite0().eval()
+    images = torch.rand(3, 3, 32, 32)
+    low, pooled = lite0_features(base, images, cut=11, size=64)
+    assert low.shape[0] == pooled.shape[0] == 3 and pooled.shape[1] == 1280
+    upper = Lite0Upper(base, 11, 5).eval()
+    upper.fc = base._fc                                              # the same head: the same logits
+    with torch.no_grad():
+        mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in NORMALIZATION["efficientnet_lite0"])
+        want = base((torch.nn.functional.interpolate(images, size=64, mode="bilinear", align_corners=False) - mean) / std)
+        assert torch.allclose(upper(low), want, atol=1e-4)
+    with pytest.raises(ValueError, match="cut"):
+        Lite0Upper(base, 99, 5)
