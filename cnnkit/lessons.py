@@ -127,14 +127,18 @@ def mean_std(values: Sequence[float], unit: str = "%") -> str:
     return f"{mean:.3g} ± {std:.2g}"
 
 
+# Two-sided 5% critical values of Student's t with n - 1 degrees of freedom, n = 2..10 seeds.
+_T_CRITICAL = {2: 12.71, 3: 4.30, 4: 3.18, 5: 2.78, 6: 2.57, 7: 2.45, 8: 2.36, 9: 2.31, 10: 2.26}
+
+
 def within_noise(differences: Sequence[float]) -> bool:
-    """True unless paired differences (one per seed) agree in sign in every seed and their mean is more
-    than two standard errors from 0: the rule the notebooks use before calling a winner."""
+    """True unless paired differences (one per seed) are clearly away from 0: a paired t-test at the
+    5% level (|mean| > t * std / sqrt(n)). The rule the notebooks use before calling a winner."""
     d = torch.tensor([float(v) for v in differences], dtype=torch.float64)
     if len(d) < 2:
         return True
-    same_sign = bool((d > 0).all() or (d < 0).all())
-    return not (same_sign and d.mean().abs().item() > 2 * d.std().item() / len(d) ** 0.5)
+    t = _T_CRITICAL.get(len(d), 2.0)
+    return not d.mean().abs().item() > t * d.std().item() / len(d) ** 0.5
 
 
 def compare_paired(a: Sequence[float], b: Sequence[float], name_a: str = "A", name_b: str = "B") -> str:
