@@ -234,7 +234,7 @@ def test_receptive_field_rejects_layers_it_cannot_reason_about(layer):
     (lambda: conv.conv2d(torch.randn(1, 1, 3, 3), torch.randn(1, 1, 2, 2), dilation=0), "dilation"),
     (lambda: conv.conv2d(torch.randn(1, 1, 3, 3), torch.randn(1, 1, 2, 2), padding=-1), "padding"),
     (lambda: conv.conv2d(torch.randn(1, 2, 3, 3), torch.randn(1, 3, 2, 2)), "channel"),
-    (lambda: conv.conv2d(torch.randn(1, 3, 3), torch.randn(1, 1, 2, 2)), "4-d"),
+    (lambda: conv.conv2d(torch.randn(3, 3), torch.randn(1, 1, 2, 2)), "4-d"),
     (lambda: conv.conv2d(torch.randn(1, 1, 3, 3), torch.randn(1, 2, 2)), "weight"),
     (lambda: conv.conv2d(torch.randn(1, 1, 3, 3), torch.randn(2, 1, 2, 2), torch.randn(3)), "bias"),
     (lambda: conv.im2col(torch.randn(1, 1, 3, 3), 4), "kernel_size"),
