@@ -128,7 +128,7 @@ def pool_output_size(size: int, kernel_size: int, stride: int | None = None,
     O = floor((I + 2P - K_eff) / S) + 1, K_eff = D (K - 1) + 1; the notes' formula is P = 0, D = 1.
     ceil_mode rounds up instead, but (torch's rule) the last window must start inside
     the input or the left padding: if (O - 1) S >= I + P, O is reduced by one.
-    Padding may be at most half the effective window: P <= K_eff // 2.
+    Padding may be at most half the kernel (torch's rule, whatever the dilation): P <= K // 2.
     """
     size = _require_int(size, "size", minimum=1)
     kernel_size = _require_int(kernel_size, "kernel_size", minimum=1)
@@ -138,10 +138,10 @@ def pool_output_size(size: int, kernel_size: int, stride: int | None = None,
     if not isinstance(ceil_mode, bool):
         raise TypeError(f"ceil_mode must be True or False, got {ceil_mode!r}")
     k_eff = dilation * (kernel_size - 1) + 1
-    if padding > k_eff // 2:
+    if padding > kernel_size // 2:  # torch checks the kernel itself, not the dilated window
         raise ValueError(
-            f"padding should be at most half of the effective kernel_size, got padding={padding} "
-            f"and kernel_size={kernel_size} (effective {k_eff} with dilation {dilation})"
+            f"padding should be at most half of kernel_size, got padding={padding} "
+            f"and kernel_size={kernel_size}"
         )
     out = (size + 2 * padding - k_eff + (stride - 1 if ceil_mode else 0)) // stride + 1
     if ceil_mode and (out - 1) * stride >= size + padding:

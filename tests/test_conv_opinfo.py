@@ -66,6 +66,7 @@ def _assert_same(ours, ref, where):
             assert torch.equal(a, b), f"{where}: indices differ\n{a}\n{b}"
 
 
+@pytest.mark.filterwarnings("ignore:Using padding='same'")
 @pytest.mark.parametrize("name", sorted(OPS))
 def test_every_opinfo_sample_matches_torch(op_db, name):
     op, ours = op_db[name], OPS[name]
