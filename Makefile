@@ -53,8 +53,9 @@ ROOT_FLAG := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root,)
 lab: setup
 	$(BIN)/jupyter lab --notebook-dir=notebooks $(ROOT_FLAG) $(LAB_ARGS)
 
-# pytest exits 5 when it collects no test; that is a failure for us only if
-# nothing ran at all, which the test suite itself prevents, so pass it through.
+# pytest exits 5 when it collects no test (e.g. a PYTEST_ARGS filter that matches
+# nothing); an empty run must not look green, so that becomes exit 1 with a message.
+# Every other exit status is passed through unchanged.
 test: setup
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 MPLBACKEND=Agg CNNKIT_DEVICE=cpu \
 	  $(PY) -m pytest -n $(JOBS) --dist loadgroup $(PYTEST_ARGS) tests; \

@@ -1,15 +1,97 @@
-"""Seeding and device selection, shared by every notebook.
+"""Seeding, device selection, argument checks and eval mode, shared by every notebook.
 
 See: notebooks/01_convolutions.ipynb
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
+import numbers
+import operator
 import os
 import random
+from typing import Iterator
 
 import numpy as np
 import torch
+from torch import nn
+
+__all__ = ["setup", "get_device", "describe", "seed_everything", "require_int", "require_float", "eval_mode"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Argument checks. One rule for the whole package: a value of the wrong type raises TypeError,
+# a value of the right type but out of range raises ValueError; the message names the argument,
+# what was expected and what was received.
+
+def _int_range_words(minimum: int | None, maximum: int | None) -> str:
+    if minimum is not None and maximum is not None:
+        return f"an int in [{minimum}, {maximum}]"
+    if minimum == 1:
+        return "a positive int"
+    if minimum == 0:
+        return "a non-negative int"
+    if minimum is not None:
+        return f"an int >= {minimum}"
+    if maximum is not None:
+        return f"an int <= {maximum}"
+    return "an int"
+
+
+def require_int(value, name: str, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    """`value` as an int, or a TypeError (not an integer) / ValueError (out of range) naming `name`.
+
+    Python ints, NumPy integers and anything with ``__index__`` are accepted; bool is refused
+    (True is not a count).
+
+    >>> require_int(np.int64(3), "n", minimum=1)
+    3
+    """
+    expected = _int_range_words(minimum, maximum)
+    if isinstance(value, (bool, np.bool_)) or not hasattr(type(value), "__index__"):
+        raise TypeError(f"{name} must be {expected}, got {type(value).__name__} {value!r}")
+    try:
+        number = operator.index(value)
+    except TypeError:  # e.g. a tensor with more than one element
+        raise TypeError(f"{name} must be {expected}, got {type(value).__name__} {value!r}") from None
+    if (minimum is not None and number < minimum) or (maximum is not None and number > maximum):
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
+    return number
+
+
+def require_float(value, name: str, *, minimum: float | None = None, positive: bool = False) -> float:
+    """`value` as a finite float, or a TypeError (not a real number) / ValueError (NaN, infinite,
+    not positive, or below `minimum`) naming `name`. bool is refused."""
+    expected = "a positive number" if positive else (
+        f"a number >= {minimum}" if minimum is not None else "a finite number")
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be {expected}, got {type(value).__name__} {value!r}")
+    number = float(value)
+    if not math.isfinite(number) or (positive and number <= 0) or (minimum is not None and number < minimum):
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
+    return number
+
+
+@contextlib.contextmanager
+def eval_mode(module: nn.Module, *, no_grad: bool = True) -> Iterator[nn.Module]:
+    """Inside: `module` and all its submodules in eval mode (dropout off, batch norm uses its
+    running statistics) and, unless no_grad=False, autograd off. After: every submodule gets
+    back its own training flag (a frozen batch norm stays in eval mode inside a training model).
+
+    >>> with cnnkit.core.eval_mode(model):
+    ...     logits = model(x)
+    """
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
+    flags = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        with torch.no_grad() if no_grad else contextlib.nullcontext():
+            yield module
+    finally:
+        for m, training in flags:
+            m.training = training
 
 
 def get_device(prefer: str | None = None) -> torch.device:
@@ -49,8 +131,7 @@ def describe(device: torch.device) -> str:
 
 def seed_everything(seed: int) -> None:
     """Seed Python's, NumPy's and PyTorch's random generators (all devices)."""
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed must be an int, got {seed!r}")
+    seed = require_int(seed, "seed")
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)  # seeds CUDA and MPS generators too
