@@ -1,4 +1,6 @@
-"""Exercise checks with immediate feedback.
+"""Checks not yet moved to the per-lesson modules (temporary; removed when all are converted).
+
+Exercise checks with immediate feedback.
 
 A check calls the student's function on many inputs and compares it with
 PyTorch or with exact values. It prints one line on success; on failure it
@@ -34,28 +36,7 @@ __all__ = ["ExerciseFailed", "NotImplementedYet", "run_check",
            "freeze_but_head", "new_head", "count_trainable", "lr_groups"]
 
 
-class ExerciseFailed(AssertionError):
-    """An exercise check failed; shows as a short message in a notebook."""
-
-    def __init__(self, exercise: str, reason: str, hint: str = ""):
-        self.exercise, self.reason, self.hint = exercise, reason, hint
-        super().__init__(f"{exercise}: {reason}" + (f"\nHint: {hint}" if hint else ""))
-
-    def _render_traceback_(self) -> list[str]:
-        # IPython shows these lines instead of the traceback.
-        lines = [f"✘ {self.exercise}: {self.reason}"]
-        if self.hint:
-            lines.append(f"  Hint: {self.hint}")
-        return lines
-
-
-class NotImplementedYet(ExerciseFailed):
-    """The answer is still the stub."""
-
-    def __init__(self, exercise: str):
-        super().__init__(exercise, "not implemented yet",
-                         "replace `raise NotImplementedError()` with your code, run that cell, "
-                         "then run this one again")
+from cnnkit.check._core import ExerciseFailed, NotImplementedYet  # noqa: E402
 
 
 def _call(exercise: str, fn: Callable, *args, **kwargs):
@@ -513,27 +494,7 @@ def head_in_features(fn: Callable) -> None:
 # Partial credit
 # ----------------------------------------------------------------------------
 
-class Score:
-    """Partial credit: make it the LAST expression of a test cell, e.g.
-
-        cnnkit.check.Score(passed_cases, total_cases)
-
-    The grader reads it from the cell's result (never from printed text) and
-    awards earned/possible of the exercise's points.
-    """
-
-    def __init__(self, earned: float, possible: float):
-        if possible <= 0:
-            raise ValueError(f"possible must be positive, got {possible}")
-        self.fraction = max(0.0, min(1.0, earned / possible))
-        self.earned, self.possible = earned, possible
-
-    def _repr_mimebundle_(self, include=None, exclude=None):
-        text = f"partial credit: {self.earned:g} of {self.possible:g} ({self.fraction:.0%})"
-        return {"text/plain": text, "application/vnd.cnnkit.score+json": {"earned": self.fraction}}
-
-    def __repr__(self) -> str:
-        return f"Score({self.earned!r}, {self.possible!r})"
+from cnnkit.check._core import Score  # noqa: E402,F401
 
 
 # ----------------------------------------------------------------------------
