@@ -9,12 +9,13 @@ See: notebooks/01_convolutions.ipynb
 
 from __future__ import annotations
 
-import numbers
 from typing import Iterable, Sequence, Union
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from cnnkit.core import require_int
 
 IntOrPair = Union[int, Sequence[int]]
 Padding = Union[int, Sequence[int], str]
@@ -35,35 +36,22 @@ __all__ = [
 # ----------------------------------------------------------------------------
 # Argument checking: every public function goes through these, so a bad
 # argument always gets a message that names it. Anything torch accepts as an
-# int (Python ints, NumPy integers) is accepted; bools and floats are not.
+# int (Python ints, NumPy integers) is accepted; bools and floats are not
+# (cnnkit.core.require_int).
 # ----------------------------------------------------------------------------
-
-def _require_int(value, name: str, *, minimum: int | None = None) -> int:
-    """value as a Python int; TypeError if it is not an integer, ValueError if below minimum."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    value = int(value)
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
-
 
 def _pair(value: IntOrPair, name: str, minimum: int) -> tuple[int, int]:
     """An int, or a sequence of one or two ints (torch's rule), as a pair of ints >= minimum."""
-    if isinstance(value, (tuple, list, torch.Size)) and len(value) in (1, 2):
-        items = tuple(value) * (3 - len(value))  # (a,) -> (a, a)
-    elif isinstance(value, bool) or not isinstance(value, numbers.Integral):
+    items = tuple(value) if isinstance(value, (tuple, list, torch.Size)) else (value, value)
+    if len(items) not in (1, 2):
         raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
-    else:
-        items = (value, value)
-    pair = []
-    for v in items[:2]:
-        if isinstance(v, bool) or not isinstance(v, numbers.Integral):
-            raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
-        if v < minimum:
-            raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
-        pair.append(int(v))
-    return pair[0], pair[1]
+    try:
+        first, second = (require_int(v, name) for v in items * (3 - len(items)))  # (a,) -> (a, a)
+    except TypeError:
+        raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}") from None
+    if min(first, second) < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    return first, second
 
 
 def _as_batch(x: torch.Tensor, name: str = "x") -> tuple[torch.Tensor, bool]:
@@ -107,10 +95,10 @@ def conv_output_size(size: int, kernel_size: int, stride: int = 1,
     For D = 1 this is the notes' O = (I - K + 2P) / S + 1. padding='valid' is P = 0;
     padding='same' (stride 1 only) pads D (K - 1) in total, so O = I.
     """
-    size = _require_int(size, "size", minimum=1)
-    kernel_size = _require_int(kernel_size, "kernel_size", minimum=1)
-    stride = _require_int(stride, "stride", minimum=1)
-    dilation = _require_int(dilation, "dilation", minimum=1)
+    size = require_int(size, "size", minimum=1)
+    kernel_size = require_int(kernel_size, "kernel_size", minimum=1)
+    stride = require_int(stride, "stride", minimum=1)
+    dilation = require_int(dilation, "dilation", minimum=1)
     before, after = _resolve_padding(padding, (kernel_size,), (stride,), (dilation,))[0]
     k_eff = dilation * (kernel_size - 1) + 1
     if size + before + after < k_eff:
@@ -130,11 +118,11 @@ def pool_output_size(size: int, kernel_size: int, stride: int | None = None,
     the input or the left padding: if (O - 1) S >= I + P, O is reduced by one.
     Padding may be at most half the kernel (torch's rule, whatever the dilation): P <= K // 2.
     """
-    size = _require_int(size, "size", minimum=1)
-    kernel_size = _require_int(kernel_size, "kernel_size", minimum=1)
-    stride = kernel_size if stride is None else _require_int(stride, "stride", minimum=1)
-    padding = _require_int(padding, "padding", minimum=0)
-    dilation = _require_int(dilation, "dilation", minimum=1)
+    size = require_int(size, "size", minimum=1)
+    kernel_size = require_int(kernel_size, "kernel_size", minimum=1)
+    stride = kernel_size if stride is None else require_int(stride, "stride", minimum=1)
+    padding = require_int(padding, "padding", minimum=0)
+    dilation = require_int(dilation, "dilation", minimum=1)
     if not isinstance(ceil_mode, bool):
         raise TypeError(f"ceil_mode must be True or False, got {ceil_mode!r}")
     k_eff = dilation * (kernel_size - 1) + 1
@@ -162,9 +150,9 @@ def conv_params(in_channels: int, out_channels: int, kernel_size: IntOrPair,
     C_in / G channels of its group (all of them when G = 1) and has one bias.
     A depthwise convolution is G = C_in: one K_h x K_w kernel per channel.
     """
-    in_channels = _require_int(in_channels, "in_channels", minimum=1)
-    out_channels = _require_int(out_channels, "out_channels", minimum=1)
-    groups = _require_int(groups, "groups", minimum=1)
+    in_channels = require_int(in_channels, "in_channels", minimum=1)
+    out_channels = require_int(out_channels, "out_channels", minimum=1)
+    groups = require_int(groups, "groups", minimum=1)
     if in_channels % groups or out_channels % groups:
         raise ValueError(
             f"in_channels ({in_channels}) and out_channels ({out_channels}) must both be "
@@ -190,7 +178,7 @@ def _resolve_padding(padding: Padding, kernel: Sequence[int], stride: Sequence[i
             return [_same_padding(k, d) for k, d in zip(kernel, dilation)]
         raise ValueError(f"padding must be an int, a pair, 'valid' or 'same', got {padding!r}")
     if len(kernel) == 1:
-        p = _require_int(padding, "padding", minimum=0)
+        p = require_int(padding, "padding", minimum=0)
         return [(p, p)]
     return [(p, p) for p in _pair(padding, "padding", 0)]
 
@@ -242,7 +230,7 @@ def _conv_setup(x, weight, bias, stride, padding, dilation, groups):
             f"x, weight and bias must have the same dtype, got {x.dtype}, {weight.dtype}"
             + (f", {bias.dtype}" if isinstance(bias, torch.Tensor) else "")
         )
-    groups = _require_int(groups, "groups", minimum=1)
+    groups = require_int(groups, "groups", minimum=1)
     c_out, c_in_per_group, kh, kw = weight.shape
     if c_out % groups:
         raise ValueError(f"weight's out channels ({c_out}) must be divisible by groups ({groups})")
@@ -427,7 +415,7 @@ def avg_pool2d(x: torch.Tensor, kernel_size: IntOrPair, stride: IntOrPair | None
         if not isinstance(flag, bool):
             raise TypeError(f"{name} must be True or False, got {flag!r}")
     if divisor_override is not None:
-        divisor_override = _require_int(divisor_override, "divisor_override")
+        divisor_override = require_int(divisor_override, "divisor_override")
         if divisor_override == 0:
             raise ValueError("divisor_override must not be zero")
     x, unbatched, windows, flat, valid, (out_h, out_w), (kh, kw), (sh, sw), (ph, pw) = _pool_setup(
