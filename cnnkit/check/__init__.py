@@ -13,15 +13,16 @@ in a row, or with ``cnnkit.check.hint("name")``. An answer that still raises
     cnnkit.check.output_size(output_size, n=300, seed=7)
 
 Every check is a ``Check`` registered in ``CHECKS`` (see ``_core``); the
-functions below are generated from that registry.
+module-level functions below are generated from that registry.
 
 See: notebooks/01_convolutions.ipynb
 """
 
 from __future__ import annotations
 
-from cnnkit.check import _legacy
-from cnnkit.check import backprop  # noqa: F401  (registers the checks)
+# Importing a lesson's module registers its checks.
+from cnnkit.check import (architectures, augmentation, backprop, convolutions, normalization,  # noqa: F401
+                          training, transfer)
 from cnnkit.check._core import (CHECKS, Check, ExerciseFailed, Failure, NotImplementedYet, PlainDataError,
                                 Score, Verdict, as_function, hint, judge, probe, register, to_plain)
 
@@ -30,9 +31,4 @@ __all__ = ["CHECKS", "Check", "ExerciseFailed", "Failure", "NotImplementedYet", 
 
 for _name, _check in CHECKS.items():
     globals()[_name] = as_function(_check)
-
-# Checks not converted yet keep their old functions (removed once every lesson has its module).
-for _name in _legacy.__all__:
-    if _name not in globals():
-        globals()[_name] = getattr(_legacy, _name)
-        __all__.append(_name)
+del _name, _check

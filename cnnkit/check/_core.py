@@ -284,6 +284,10 @@ class Check:
     def compare(self, got, want, case) -> Failure | None:
         raise NotImplementedError
 
+    def size(self, cases: list) -> int:
+        """How many checks the cases amount to, for the ✔ line (one per case by default)."""
+        return len(cases)
+
     def describe_case(self, case) -> str:
         """How a case is named in 'calling it with (...) raised ...' messages."""
         if type(case) is dict:
@@ -421,7 +425,9 @@ def judge(check: Check, cases: list, raw_results: Iterable, *, hidden: bool = Fa
         if not check.partial:
             break
     if status == "passed":
-        return Verdict(passed, total, status, f"✔ {check.name}: passed ({total} checks)", partial=check.partial)
+        size = check.size(cases)
+        return Verdict(passed, total, status, f"✔ {check.name}: passed ({size} check{'s' * (size != 1)})",
+                       partial=check.partial)
     if status == "not_implemented":
         return Verdict(passed, total, status, f"{check.name}: not implemented yet", partial=check.partial)
     if hidden:
