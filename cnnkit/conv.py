@@ -2,7 +2,10 @@
 
 Nothing here calls ``F.conv2d``, ``F.unfold`` or ``torch.conv2d``: a convolution
 is built from padding, strided views and one matrix product, so you can read
-every step. Autograd flows through all of it.
+every step. Autograd flows through all of it. The semantics are torch's, argument
+for argument (groups, 'same'/'valid' padding, unbatched input, ceil_mode,
+return_indices, count_include_pad, divisor_override, integer dtypes), checked
+against torch's own OpInfo samples in tests/test_conv_opinfo.py.
 
 See: notebooks/01_convolutions.ipynb
 """
@@ -365,17 +368,18 @@ def max_pool2d(x: torch.Tensor, kernel_size: IntOrPair, stride: IntOrPair | None
     (ceil with ceil_mode, see pool_output_size); S defaults to K; padding is never the max.
     Ties: the output is one input element, and only that element gets the gradient:
     the FIRST maximum of the window in row-major order (top row first, left to right),
-    exactly torch's CPU rule. A NaN in the window wins (the last NaN, as in torch).
+    which is torch's rule (its kernel keeps a value only if it is strictly greater than the
+    best so far; tests/test_conv.py checks it on tied inputs). A NaN wins (the last one, as in torch).
     return_indices=True also returns that element's index h * W + w in its (H, W) plane.
     Integer tensors work as in torch; bool raises NotImplementedError as torch does.
     """
-    if isinstance(x, torch.Tensor) and x.dtype == torch.bool:
+    x, unbatched = _as_batch(x, "x")
+    if x.dtype == torch.bool:
         raise NotImplementedError('"max_pool2d" not implemented for \'Bool\'')
     if not isinstance(return_indices, bool):
         raise TypeError(f"return_indices must be True or False, got {return_indices!r}")
-    floating = isinstance(x, torch.Tensor) and (x.is_floating_point() or x.is_complex())
-    lowest = float("-inf") if floating else (torch.iinfo(x.dtype).min if isinstance(x, torch.Tensor) else 0)
-    x, unbatched, windows, flat, valid, (out_h, out_w), *_ = _pool_setup(
+    lowest = float("-inf") if x.is_floating_point() else torch.iinfo(x.dtype).min   # padding never wins
+    x, _, windows, flat, valid, (out_h, out_w), *_ = _pool_setup(
         x, kernel_size, stride, padding, dilation, ceil_mode, lowest)
     n, c, h, w = x.shape
 
@@ -383,7 +387,7 @@ def max_pool2d(x: torch.Tensor, kernel_size: IntOrPair, stride: IntOrPair | None
         best = windows.masked_fill(~valid, lowest).amax(dim=-1, keepdim=True)   # (N, C, H', W', 1)
         is_best = (windows == best) & valid
         pick = is_best.to(torch.uint8).argmax(dim=-1)                 # first maximum in the window
-        if floating:
+        if x.is_floating_point():
             is_nan = windows.isnan() & valid
             last_nan = is_nan.shape[-1] - 1 - is_nan.flip(-1).to(torch.uint8).argmax(dim=-1)
             pick = torch.where(is_nan.any(dim=-1), last_nan, pick)
