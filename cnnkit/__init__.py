@@ -3,29 +3,60 @@
 Each module belongs to a lesson; its docstring says which one.
 
     setup()        seeds everything and picks a device      (every notebook)
+    core           setup, eval_mode, the argument checks (require_int: TypeError / ValueError)
     data           SmallMNIST and other small real datasets   (data/)
     conv           convolution and pooling from scratch       (01_convolutions)
     autograd       a scalar autograd engine                   (02_backprop)
     norm, init     batch/layer norm, initialisation schemes   (03_normalization)
     models         LeNet ... ResNet, EfficientNet-Lite0       (04_architectures, 07_transfer_learning)
+                   a package: classic, resnet, efficientnet, profile
     tta            test-time augmentation (AlexNet's 10 crops) (06_augmentation)
     pretrained     ImageNet weights offline, preprocessing    (07_transfer_learning)
     transfer       freeze, new head, layer-wise learning rates (07_transfer_learning)
     train          fit / evaluate / predict with live curves  (every notebook; 05_training)
+      checkpoint, lr_finder, monitor, batches: fit's helpers (public names also in train)
     plot           image grids, filters, feature maps, curves (every notebook)
     check          exercise checks with immediate feedback    (every notebook)
     grading        release and grading tools: python -m cnnkit (README, "For instructors")
 
-The lesson modules are imported on demand: ``from cnnkit import models``.
+Nothing heavy happens on ``import cnnkit``: each submodule is imported the first
+time it is used (``cnnkit.plot``, ``from cnnkit import models``), so a script that
+only grades notebooks never imports matplotlib or torchvision (PEP 562).
 """
 
-from cnnkit import check, conv, data, plot, train
+import importlib
+
 from cnnkit.core import get_device, setup
-from cnnkit.train import History, evaluate, fit, predict
 
 __version__ = "0.1.0"
+
+# Submodules loaded on first access as attributes: cnnkit.conv, cnnkit.check, ...
+_SUBMODULES = ("autograd", "batches", "check", "checkpoint", "conv", "core", "data", "grading", "init",
+               "lr_finder", "models", "monitor", "nbtools", "norm", "plot", "pretrained", "train", "transfer",
+               "tta")
+# Names re-exported from a submodule, also loaded on first access: cnnkit.fit is cnnkit.train.fit.
+_FROM_SUBMODULE = {"fit": "train", "evaluate": "train", "predict": "train", "History": "train"}
 
 __all__ = [
     "setup", "get_device", "fit", "evaluate", "predict", "History",
     "check", "conv", "data", "plot", "train", "__version__",
 ]
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        try:
+            return importlib.import_module(f"cnnkit.{name}")   # also sets cnnkit.<name>
+        except ModuleNotFoundError as exc:
+            if exc.name != f"cnnkit.{name}":
+                raise                                         # a dependency is missing: say which
+            raise AttributeError(f"module 'cnnkit' has no attribute {name!r}") from None
+    if name in _FROM_SUBMODULE:
+        value = getattr(importlib.import_module(f"cnnkit.{_FROM_SUBMODULE[name]}"), name)
+        globals()[name] = value                               # next access skips __getattr__
+        return value
+    raise AttributeError(f"module 'cnnkit' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_SUBMODULES) | set(_FROM_SUBMODULE))

@@ -217,7 +217,7 @@ def draw(root: Value, figsize: tuple[float, float] | None = None, title: str | N
 
     Pure matplotlib: no graphviz binary needed. Returns the Figure.
     """
-    from matplotlib.figure import Figure
+    from cnnkit.plot import new_figure
     from matplotlib.patches import FancyBboxPatch
 
     if not isinstance(root, Value):
@@ -239,7 +239,7 @@ def draw(root: Value, figsize: tuple[float, float] | None = None, title: str | N
             nodes.sort(key=lambda n: -sum(pos[id(p)][1] for p in n._parents) / len(n._parents))
         for k, node in enumerate(nodes):
             pos[id(node)] = (d * 2.6, ((len(nodes) - 1) / 2 - k) * 1.3)   # centred column
-    fig = Figure(figsize=figsize or (2.3 * len(columns) + 1, 1.1 * height + 1.2), layout="constrained")
+    fig = new_figure(figsize=figsize or (2.3 * len(columns) + 1, 1.1 * height + 1.2), layout="constrained")
     ax = fig.subplots()
     for node in order:
         x, y = pos[id(node)]

@@ -17,7 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["setup", "get_device", "describe", "seed_everything", "require_int", "require_float", "eval_mode"]
+__all__ = ["setup", "get_device", "describe", "seed_everything", "require_int", "require_float", "eval_mode",
+           "device_of"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -118,6 +119,13 @@ def get_device(prefer: str | None = None) -> torch.device:
 def _mps_available() -> bool:
     backend = getattr(torch.backends, "mps", None)
     return bool(backend is not None and backend.is_available())
+
+
+def device_of(model: nn.Module, device=None) -> torch.device:
+    """`device` if given, else where the model's parameters are (the CPU if it has none)."""
+    if device is not None:
+        return torch.device(device)
+    return next((p.device for p in model.parameters()), torch.device("cpu"))
 
 
 def describe(device: torch.device) -> str:

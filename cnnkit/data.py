@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from cnnkit.core import require_int
+
 __all__ = ["SmallMNIST", "data_dir", "verify_file", "load_mnist5k", "stratified_split",
            "load_photo", "PHOTOS", "toy_2d", "ImageDataset", "Shapes", "make_shapes", "SHAPE_CLASSES",
            "TEXTURES", "load_faces", "FACE_CLASSES"]
@@ -192,8 +194,7 @@ def toy_2d(kind: str = "moons", n: int = 200, noise: float = 0.1,
     kinds = ("blobs", "moons", "circles", "xor")
     if kind not in kinds:
         raise ValueError(f"kind must be one of {kinds}, got {kind!r}")
-    if isinstance(n, bool) or not isinstance(n, int) or n < 2:
-        raise ValueError(f"n must be an int >= 2, got {n!r}")
+    n = require_int(n, "n", minimum=2)
     gen = torch.Generator().manual_seed(seed)
     y = torch.arange(n) % 2                                          # balanced classes
     if kind == "blobs":
@@ -305,10 +306,8 @@ def make_shapes(n: int, *, size: int = 36, seed: int = 0) -> tuple[torch.Tensor,
     Generated from `seed` alone, so the same everywhere.
     See: notebooks/06_augmentation.ipynb
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive int, got {n!r}")
-    if isinstance(size, bool) or not isinstance(size, int) or not 16 <= size <= 128:
-        raise ValueError(f"size must be an int in [16, 128], got {size!r}")
+    n = require_int(n, "n", minimum=1)
+    size = require_int(size, "size", minimum=16, maximum=128)
     rng = np.random.default_rng(seed)
     labels = rng.permutation(np.arange(n) % len(SHAPE_CLASSES))
     images = np.empty((n, 3, size, size), dtype=np.float32)

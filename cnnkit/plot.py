@@ -1,8 +1,10 @@
 """Figures for the notebooks: image grids, filters, feature maps, training curves.
 
-Every function returns a matplotlib Figure (shown when it is the last line of
-a notebook cell; ``fig.savefig("name.png")`` saves it). The figures are not
-registered with pyplot, so a cell never shows the same figure twice.
+Every function returns a matplotlib Figure (shown as a picture when it is the last
+line of a notebook cell; ``fig.savefig("name.png")`` saves it); the ones that take an
+`ax` draw into it (``show_matrix`` and ``show_conv_windows`` return None). The figures
+are not registered with pyplot, so a cell never shows the same figure twice.
+Importing this module changes no matplotlib setting (no style, rcParams or backend).
 
 See: notebooks/01_convolutions.ipynb
 """
@@ -13,34 +15,45 @@ import math
 from typing import Sequence
 
 import matplotlib
-import matplotlib.pyplot as plt  # noqa: F401  (sets up inline display of Figures in notebooks)
+import matplotlib.patches
+import matplotlib.ticker
 import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-__all__ = ["show_images", "show_filters", "show_feature_maps", "plot_history",
+from cnnkit.core import eval_mode, require_int
+
+__all__ = ["new_figure", "show_images", "show_filters", "show_feature_maps", "plot_history",
            "compare_histories", "show_matrix", "show_conv_windows", "decision_boundary",
            "layer_diagram", "block_diagram", "show_augmentations"]
 
 
-def _show_figures_inline() -> None:
-    """In a notebook, display returned Figures even before pyplot has drawn anything.
+def new_figure(**kwargs) -> Figure:
+    """A matplotlib Figure(**kwargs) that a notebook shows as a picture when a cell returns it.
 
-    IPython registers its PNG formatter for Figures when pyplot first starts its
-    inline backend; a cell whose first figure comes from here would otherwise
-    show only "<Figure size ...>".
+    The Figure is not registered with pyplot, so a cell never shows it twice. IPython knows
+    how to draw a Figure only once pyplot's inline backend has started (otherwise a cell shows
+    the text "<Figure size ...>"), so in a notebook the first call registers the PNG formatter
+    for Figures, unless one is registered already. Nothing happens at import time.
     """
+    _register_png_formatter()
+    return Figure(**kwargs)
+
+
+def _register_png_formatter() -> None:
     try:
         from IPython import get_ipython
     except ImportError:
         return
     shell = get_ipython()
-    if shell is not None and type(shell).__name__ == "ZMQInteractiveShell" \
-            and "inline" in str(matplotlib.get_backend()):
-        shell.enable_matplotlib("inline")
-
-
-_show_figures_inline()
+    if shell is None or not hasattr(shell, "display_formatter"):
+        return
+    formatters = shell.display_formatter.formatters
+    if any(Figure in formatters[mime].type_printers for mime in ("image/png", "image/svg+xml", "image/jpeg",
+                                                                 "application/pdf") if mime in formatters):
+        return                                        # %matplotlib inline (or the user) did it already
+    from IPython.core.pylabtools import select_figure_formats
+    select_figure_formats(shell, {"png"}, bbox_inches="tight")
 
 
 def _to_numpy_images(images) -> np.ndarray:
@@ -67,7 +80,7 @@ def _to_numpy_images(images) -> np.ndarray:
 def _grid(n: int, ncols: int, cell: float = 1.4, extra_h: float = 0.0):
     ncols = max(1, min(ncols, n))
     nrows = math.ceil(n / ncols)
-    fig = Figure(figsize=(cell * ncols, cell * nrows + extra_h), layout="constrained")
+    fig = new_figure(figsize=(cell * ncols, cell * nrows + extra_h), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     for ax in axes:
         ax.set_axis_off()
@@ -116,10 +129,9 @@ def show_augmentations(image: torch.Tensor, transforms, n: int = 7, seed: int = 
     rows = transforms if isinstance(transforms, dict) else {"augmented": transforms}
     if not rows or not all(callable(t) for t in rows.values()):
         raise TypeError("transforms must be a callable or a non-empty dict of callables")
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive int, got {n!r}")
+    n = require_int(n, "n", minimum=1)
     aspect = image.shape[-2] / image.shape[-1]
-    fig = Figure(figsize=(cell * (n + 1) + 1.2, (cell * aspect + 0.1) * len(rows) + 0.3 + (0.4 if title else 0.0)),
+    fig = new_figure(figsize=(cell * (n + 1) + 1.2, (cell * aspect + 0.1) * len(rows) + 0.3 + (0.4 if title else 0.0)),
                  layout="constrained")
     axes = fig.subplots(len(rows), n + 1, squeeze=False)
     with torch.random.fork_rng(devices=[]):
@@ -181,7 +193,7 @@ def show_feature_maps(maps: torch.Tensor, ncols: int = 8, title: str | None = No
 
 def plot_history(history, title: str | None = None) -> Figure:
     """Loss and accuracy per epoch, train vs validation, from a cnnkit History."""
-    fig = Figure(figsize=(10, 3.6), layout="constrained")
+    fig = new_figure(figsize=(10, 3.6), layout="constrained")
     ax_loss, ax_acc = fig.subplots(1, 2)
     epochs = np.arange(1, history.epochs + 1)
     ax_loss.plot(epochs, history.train_loss, "o-", label="train")
@@ -203,7 +215,7 @@ def plot_history(history, title: str | None = None) -> Figure:
 
 def compare_histories(histories: dict, metric: str = "val_acc", title: str | None = None) -> Figure:
     """One curve of `metric` per run, e.g. {"with BN": h1, "without": h2}."""
-    fig = Figure(figsize=(6, 3.8), layout="constrained")
+    fig = new_figure(figsize=(6, 3.8), layout="constrained")
     ax = fig.subplots()
     for name, h in histories.items():
         values = getattr(h, metric)
@@ -284,7 +296,7 @@ def decision_boundary(predict, x: torch.Tensor, y: torch.Tensor, ax=None, title:
         p = torch.as_tensor(predict(grid), dtype=torch.float32).reshape(g0.shape)
     fig = None
     if ax is None:
-        fig = Figure(figsize=(4.5, 4), layout="constrained")
+        fig = new_figure(figsize=(4.5, 4), layout="constrained")
         ax = fig.subplots()
     ax.contourf(g0, g1, p, levels=np.linspace(0, 1, 11), cmap="RdBu_r", alpha=0.35)
     ax.contour(g0, g1, p, levels=[0.5], colors="k", linewidths=1.5)
@@ -317,18 +329,15 @@ def layer_diagram(model, input_size, title: str | None = None, max_layers: int =
     for name, child in children:
         hooks.append(child.register_forward_hook(
             lambda m, i, o, name=name: shapes.__setitem__(name, tuple(o.shape[1:]))))
-    was_training = model.training
-    model.eval()
     try:
-        with torch.no_grad():
+        with eval_mode(model):
             model(torch.zeros(*input_size))
     finally:
-        model.train(was_training)
         for h in hooks:
             h.remove()
     colours = {"Conv2d": "#f4c7a1", "Linear": "#c9e4c5", "MaxPool2d": "#dbe9f6", "AvgPool2d": "#dbe9f6",
                "AdaptiveAvgPool2d": "#dbe9f6"}
-    fig = Figure(figsize=(1.25 * len(children) + 1.2, 2.4), layout="constrained")
+    fig = new_figure(figsize=(1.25 * len(children) + 1.2, 2.4), layout="constrained")
     ax = fig.subplots()
     _box(ax, 0, 0, "input\n" + "x".join(map(str, input_size[1:])), w=1.05, h=1.1, color="white")
     for k, (name, child) in enumerate(children, start=1):
@@ -350,7 +359,7 @@ def block_diagram(kind: str, title: str | None = None, ax=None):
     Draws into `ax` if given; returns the Figure.
     """
     if ax is None:
-        fig = Figure(figsize=(7.5, 4.2) if kind == "inception" else (4.2, 5.2), layout="constrained")
+        fig = new_figure(figsize=(7.5, 4.2) if kind == "inception" else (4.2, 5.2), layout="constrained")
         ax = fig.subplots()
     if kind == "inception":
         _box(ax, 3, 4, "previous layer", w=2.4, color="white")

@@ -24,8 +24,9 @@ import io
 from pathlib import Path
 
 import torch
+from torch import nn
 
-__all__ = ["load_efficientnet_lite0_weights", "load_torchvision_weights", "torch_cache_dir",
+__all__ = ["load_efficientnet_lite0_weights", "load_torchvision_weights", "load_imagenet_state", "torch_cache_dir",
            "imagenet_classes", "preprocess", "top_k", "NORMALIZATION"]
 
 # Per-channel (mean, std) of the inputs each family was trained on, for images in [0, 1].
@@ -99,6 +100,23 @@ def load_torchvision_weights(arch: str, weights: str, download: bool = False) ->
                 f"at {path}; or call with download=True. Offline, use "
                 "cnnkit.models.efficientnet_lite0(pretrained=True), whose weights ship with the course.")
     return _load_state(path)
+
+
+def load_imagenet_state(model: nn.Module, state: dict, head: str) -> nn.Module:
+    """Load a 1000-class ImageNet `state` into `model`, strictly: every other key must match.
+
+    If the model's head (the nn.Linear at attribute path `head`, e.g. "fc") has another
+    number of outputs, the state's head is left out and the model keeps its own, freshly
+    initialised one (a pretrained backbone, a new head); any other missing, unexpected or
+    mis-shaped key is still an error, never silently skipped.
+    """
+    own_head = model.get_submodule(head)
+    if own_head.out_features != 1000:
+        prefix = head + "."
+        state = {k: v for k, v in state.items() if not k.startswith(prefix)}
+        state.update({k: v for k, v in model.state_dict().items() if k.startswith(prefix)})
+    model.load_state_dict(state, strict=True)
+    return model
 
 
 def _download(url: str, path: Path, timeout: float = 10.0) -> None:

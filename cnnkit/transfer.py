@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from torch import nn
 
+from cnnkit.core import require_int
+
 __all__ = ["head_name", "head_of", "replace_head", "freeze_all_but_head", "freeze", "unfreeze", "freeze_batchnorm",
            "trainable_params", "stages", "layerwise_lr_groups"]
 
@@ -40,8 +42,7 @@ def head_of(model: nn.Module) -> nn.Linear:
 def replace_head(model: nn.Module, num_classes: int) -> nn.Linear:
     """Put a new nn.Linear(in_features, num_classes) (trainable, freshly initialised) in place
     of the model's last Linear; returns it."""
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+    num_classes = require_int(num_classes, "num_classes", minimum=1)
     name = head_name(model)
     old = model.get_submodule(name)
     new = nn.Linear(old.in_features, num_classes).to(old.weight.device)

@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnkit.train import _device_of, _eval_mode, _input_batches
+from cnnkit.batches import input_batches
+from cnnkit.core import device_of, eval_mode, require_int
 
 __all__ = ["predict", "identity", "hflip", "crop", "crop_boxes", "five_crop", "ten_crop", "shifts",
            "View", "VIEWS"]
@@ -49,10 +50,14 @@ def crop(top: int, left: int, height: int, width: int) -> View:
 
 
 def _size_pair(size, name: str = "size") -> tuple[int, int]:
-    pair = (size, size) if isinstance(size, int) else tuple(size)
-    if len(pair) != 2 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in pair):
-        raise ValueError(f"{name} must be a positive int or a pair (height, width), got {size!r}")
-    return pair
+    expected = f"{name} must be a positive int or a pair (height, width), got {size!r}"
+    pair = (size, size) if hasattr(type(size), "__index__") else tuple(size) if isinstance(size, (tuple, list)) else None
+    if pair is None or len(pair) != 2:
+        raise TypeError(expected)
+    try:
+        return tuple(require_int(s, name, minimum=1) for s in pair)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(expected) from None
 
 
 def crop_boxes(image_size, crop_size) -> list[tuple[int, int, int, int]]:
@@ -92,9 +97,7 @@ def ten_crop(size) -> list[View]:
 
 def shifts(pixels: int = 2) -> list[View]:
     """The image and four copies moved by `pixels` up, down, left and right (edges repeated)."""
-    if isinstance(pixels, bool) or not isinstance(pixels, int) or pixels < 1:
-        raise ValueError(f"pixels must be a positive int, got {pixels!r}")
-    p = pixels
+    p = require_int(pixels, "pixels", minimum=1)
 
     def shift(dy: int, dx: int) -> View:
         def view(x: torch.Tensor) -> torch.Tensor:
@@ -144,15 +147,15 @@ def predict(model: nn.Module, data, views: Sequence[View | str] = ("identity",),
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     views = _resolve(views)
-    device = _device_of(model, device)
+    device = device_of(model, device)
     if isinstance(data, torch.Tensor):
         if data.dim() != 4:
             raise ValueError(f"data must be a batch of images (N, C, H, W), got shape {tuple(data.shape)}")
         if len(data) == 0:
             raise ValueError("data is empty: nothing to predict")
     outputs = []
-    with _eval_mode(model):
-        for x in _input_batches(data, batch_size):
+    with eval_mode(model):
+        for x in input_batches(data, batch_size):
             x = x.to(device)
             total = None
             for view in views:

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+import cnnkit
 from cnnkit.core import eval_mode, require_float, require_int
 
 
@@ -68,3 +69,55 @@ def test_eval_mode_restores_flags_after_an_exception_and_can_keep_autograd():
     with pytest.raises(TypeError, match="module must be a torch.nn.Module"):
         with eval_mode("model"):
             pass
+
+
+# One rule across the package: every argument that used a hand-written isinstance check now goes
+# through require_int. Before, these wrong *types* raised ValueError in most modules.
+def _calls_with_a_wrong_type():
+    from cnnkit import data, models, norm, plot, train, transfer, tta
+    image = torch.rand(3, 16, 16)
+    return {
+        "models.lenet5": lambda: models.lenet5(num_classes=10.0),
+        "models.resnet_small depth": lambda: models.resnet_small(depth="20"),
+        "norm.BatchNorm2d": lambda: norm.BatchNorm2d(4.0),
+        "data.toy_2d": lambda: data.toy_2d(n=100.0),
+        "data.Shapes size": lambda: data.Shapes(n=4, size=32.0),
+        "plot.show_augmentations": lambda: plot.show_augmentations(image, lambda x: x, n=True),
+        "train.fit epochs": lambda: train.fit(nn.Linear(2, 2), [(torch.zeros(2), 0)], epochs=1.5, progress=False),
+        "train.fit patience": lambda: train.fit(nn.Linear(2, 2), [(torch.zeros(2), 0)], [(torch.zeros(2), 0)],
+                                                patience=True, progress=False),
+        "train.fit lr": lambda: train.fit(nn.Linear(2, 2), [(torch.zeros(2), 0)], lr="0.1", progress=False),
+        "train.as_loader": lambda: train.as_loader([(torch.zeros(2), 0)], batch_size=8.0),
+        "transfer.replace_head": lambda: transfer.replace_head(nn.Linear(2, 2), num_classes=None),
+        "tta.shifts": lambda: tta.shifts(1.5),
+        "tta.five_crop": lambda: tta.five_crop((8.0, 8)),
+        "core.seed_everything": lambda: cnnkit.core.seed_everything(0.5),
+    }
+
+
+def _calls_with_a_bad_value():
+    from cnnkit import data, models, norm, train, transfer, tta
+    return {
+        "models.lenet5": lambda: models.lenet5(num_classes=0),
+        "models.resnet_small depth": lambda: models.resnet_small(depth=21),
+        "norm.BatchNorm2d": lambda: norm.BatchNorm2d(0),
+        "data.toy_2d": lambda: data.toy_2d(n=1),
+        "data.Shapes size": lambda: data.Shapes(n=4, size=8),
+        "train.fit epochs": lambda: train.fit(nn.Linear(2, 2), [(torch.zeros(2), 0)], epochs=-1, progress=False),
+        "train.fit lr": lambda: train.fit(nn.Linear(2, 2), [(torch.zeros(2), 0)], lr=0.0, progress=False),
+        "transfer.replace_head": lambda: transfer.replace_head(nn.Linear(2, 2), num_classes=0),
+        "tta.shifts": lambda: tta.shifts(0),
+        "tta.five_crop": lambda: tta.five_crop((8, 0)),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_calls_with_a_wrong_type()))
+def test_a_wrong_type_raises_type_error_everywhere(name):
+    with pytest.raises(TypeError):
+        _calls_with_a_wrong_type()[name]()
+
+
+@pytest.mark.parametrize("name", sorted(_calls_with_a_bad_value()))
+def test_a_bad_value_raises_value_error_everywhere(name):
+    with pytest.raises(ValueError):
+        _calls_with_a_bad_value()[name]()

@@ -152,10 +152,31 @@ def test_summary_uses_torchinfo():
     (lambda: M.resnet_small(21), "6n \\+ 2"),
     (lambda: M.resnet_small(2), "6n \\+ 2"),
     (lambda: M.alexnet(num_classes=0), "num_classes"),
-    (lambda: M.resnet18(num_classes=2.5), "num_classes"),
+    (lambda: M.resnet18(num_classes=-3), "num_classes"),
     (lambda: M.profile(M.lenet5(), (1, 32, 32)), "input_size"),
     (lambda: M.Inception(8, 1, 1, 1, 1, 1, 1, five="7x7"), "five"),
 ])
 def test_bad_arguments(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_a_wrong_type_is_a_type_error():
+    # One rule for the package (cnnkit.core.require_int): a float is not a number of classes.
+    with pytest.raises(TypeError, match="num_classes must be a positive int, got float 2.5"):
+        M.resnet18(num_classes=2.5)
+    with pytest.raises(TypeError, match="depth"):
+        M.resnet_small(20.0)
+
+
+# Every public name of the former single-file models.py, still importable as cnnkit.models.X.
+FORMER_PUBLIC_NAMES = ["AlexNet", "BasicBlock", "BasicConv2d", "Bottleneck", "EfficientNetLite", "GOOGLENET_BLOCKS",
+                       "GoogLeNet", "Inception", "InceptionAux", "MBConv", "ResNet", "SameConv2d", "SmallBlock", "VGG",
+                       "VGG_CONFIGS", "ZeroPadShortcut", "alexnet", "compare", "conv1x1", "conv3x3", "conv_bn_relu",
+                       "count_params", "efficientnet_lite0", "googlenet", "inception_bn", "lenet5", "profile",
+                       "resnet101", "resnet152", "resnet18", "resnet34", "resnet50", "resnet_small", "summary",
+                       "vgg11", "vgg13", "vgg16", "vgg19"]
+
+
+def test_every_former_public_name_is_still_in_cnnkit_models():
+    assert [name for name in FORMER_PUBLIC_NAMES if not hasattr(M, name)] == []

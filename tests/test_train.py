@@ -110,7 +110,7 @@ def test_fit_is_reproducible_with_setup():
 
 @pytest.mark.parametrize("kwargs,exc,match", [
     (dict(epochs=-1), ValueError, "epochs"),
-    (dict(epochs=1.5), ValueError, "epochs"),
+    (dict(epochs=1.5), TypeError, "epochs"),      # a wrong type (cnnkit.core.require_int)
     (dict(lr=0), ValueError, "lr"),
     (dict(batch_size=0), ValueError, "batch_size"),
     (dict(optimizer=torch.optim.Adam), TypeError, "optimizer"),
@@ -159,3 +159,61 @@ def test_setup_seeds_everything_and_returns_a_device(capsys):
 def test_device_can_be_forced_to_cpu(monkeypatch):
     monkeypatch.setenv("CNNKIT_DEVICE", "cpu")
     assert cnnkit.get_device() == torch.device("cpu")
+
+
+def frozen_bn_net():
+    """A model in train mode whose batch norm was put in eval mode on purpose (frozen)."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(2, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 2))
+    net.train()
+    net[1].eval()
+    return net
+
+
+def test_evaluate_and_predict_restore_each_submodules_own_mode():
+    net = frozen_bn_net()
+    train.evaluate(net, blobs(n=32))
+    assert [m.training for m in net] == [True, False, True, True]
+    train.predict(net, torch.randn(5, 2))
+    assert [m.training for m in net] == [True, False, True, True]
+
+
+def test_progress_bar_on_by_default_off_with_progress_false_or_tqdm_disable(capsys, monkeypatch):
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    train.fit(model(), blobs(n=64), epochs=1, device="cpu")
+    err = capsys.readouterr().err
+    assert "epoch 1/1: 100%" in err and "1/1 [" in err
+    train.fit(model(), blobs(n=64), epochs=1, device="cpu", progress=False)
+    assert capsys.readouterr().err == ""
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    train.fit(model(), blobs(n=64), epochs=1, device="cpu")
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.notebook
+def test_a_notebook_keeps_the_finished_bar_and_figures_as_pictures(tmp_path):
+    """Saved outputs must read in static viewers (GitHub, nbconvert): the widget bar's first
+    state "0%| 0/N" is replaced by its finished text, a returned figure is a PNG."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell(
+            "import torch\nfrom torch import nn\nfrom torch.utils.data import TensorDataset\nimport cnnkit\n"
+            "torch.manual_seed(0)\n"
+            "data = TensorDataset(torch.randn(64, 2), torch.randint(0, 2, (64,)))\n"
+            "history = cnnkit.fit(nn.Linear(2, 2), data, data, epochs=2, batch_size=16, device='cpu')"),
+        nbformat.v4.new_code_cell("cnnkit.plot.show_images(torch.rand(4, 1, 8, 8))"),
+    ]
+    NotebookClient(nb, timeout=120, kernel_name="cnn-course", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    fit_outputs = nb.cells[0].outputs
+    texts = ["".join(o.get("data", {}).get("text/plain", "")) for o in fit_outputs]
+    bars = [t for t in texts if "batch" in t]
+    assert len(bars) == 1, texts
+    assert "100%" in bars[0] and "8/8" in bars[0] and "epoch 2/2" in bars[0], bars[0]
+    assert not any("widget-view" in mime for o in fit_outputs for mime in o.get("data", {})), \
+        "a widget left in the saved output shows its first state in static viewers"
+    assert any("image/png" in o.get("data", {}) for o in fit_outputs)            # the live curves
+    figure_output, = nb.cells[1].outputs
+    assert "image/png" in figure_output.data, figure_output.data.get("text/plain")

@@ -1,6 +1,7 @@
 """fit(): checkpoints (atomic, exact resume, clear errors), early stopping, schedulers,
 TensorBoard logging and the learning-rate range test."""
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -112,7 +113,9 @@ def test_early_stopping_restores_best_weights_and_says_why():
     h = train.fit(model, small, data(seed=1), epochs=40, lr=0.01, patience=3, progress=False, device="cpu")
     assert h.epochs < 40 and h.stopped.startswith("early stopping")
     best = h.val_loss.index(min(h.val_loss)) + 1
-    assert h.best_epoch_ == best and h.epochs == best + 3
+    assert h.best_monitored_epoch == best and h.epochs == best + 3
+    assert h.best_epoch_ == best                      # the former name, used by notebook 05, still works
+    assert h.best_epoch("val_loss") == best           # the method computes the same from the lists
     assert train.evaluate(model, data(seed=1))["loss"] == pytest.approx(min(h.val_loss), rel=1e-5)
 
 
@@ -137,15 +140,46 @@ def test_tensorboard_event_files(tmp_path):
     assert any(t.startswith("weights/") for t in tags["histograms"]) and "samples" in tags["images"]
 
 
+def assert_sensible_range_test(result, start_lr=1e-6, end_lr=1.0, num_iter=60):
+    """What a working range test must show; each line fails for some broken lr_find."""
+    # the rates grow exponentially from start_lr towards end_lr, one per batch (a wrong schedule fails)
+    factor = (end_lr / start_lr) ** (1 / (num_iter - 1))
+    assert len(result.lrs) == len(result.losses) >= 3
+    assert result.lrs == pytest.approx([start_lr * factor ** i for i in range(len(result.lrs))], rel=1e-9)
+    # the rates were really used: the smoothed loss fell by more than 10% (an optimizer that never
+    # steps, or steps at a fixed tiny rate, leaves it flat)
+    assert min(result.losses) < 0.9 * result.losses[0], (result.losses[0], min(result.losses))
+    # the suggestion is where the loss is still falling, before its minimum (not after, not at it)
+    i = result.lrs.index(result.suggestion)
+    assert i < result.losses.index(min(result.losses)) and result.losses[i + 1] < result.losses[i]
+
+
 def test_lr_find_restores_the_model_and_suggests_a_rate():
     cnnkit.setup(seed=0, verbose=False)
     model = net()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     result = train.lr_find(model, data(n=512), num_iter=60, device="cpu")
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
-    assert 1e-6 <= result.suggestion <= 1.0 and len(result.lrs) == len(result.losses) >= 3
-    assert result.lrs == sorted(result.lrs)
+    assert_sensible_range_test(result)
     assert result.plot().axes[0].get_xscale() == "log"
+
+
+def test_the_lr_find_assertions_fail_for_a_broken_lr_find(monkeypatch):
+    # The earlier check (1e-6 <= suggestion <= 1.0) held for any output: the suggestion is always
+    # one of the tried rates. These two broken variants must be caught.
+    cnnkit.setup(seed=0, verbose=False)
+    with monkeypatch.context() as m:                  # the optimizer never moves the weights
+        m.setattr(torch.optim.SGD, "step", lambda self, closure=None: None)
+        frozen = train.lr_find(net(), data(n=512), num_iter=60, device="cpu")
+    with pytest.raises(AssertionError):
+        assert_sensible_range_test(frozen)
+    cnnkit.setup(seed=0, verbose=False)
+    result = train.lr_find(net(), data(n=512), num_iter=60, device="cpu")
+    with monkeypatch.context() as m:                  # steepest ascent instead of descent
+        m.setattr(type(result), "suggestion", property(
+            lambda self: self.lrs[int(np.argmax(np.gradient(np.asarray(self.losses), np.log10(self.lrs))))]))
+        with pytest.raises(AssertionError):
+            assert_sensible_range_test(result)
 
 
 @pytest.mark.parametrize("kwargs,match", [

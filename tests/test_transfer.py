@@ -134,6 +134,44 @@ def test_resnet18_loads_a_planted_cache_file(tmp_path, monkeypatch):
     assert torch.equal(head2.conv1.weight, source.conv1.weight) and head2.fc.out_features == 2
 
 
+@pytest.mark.parametrize("num_classes", [1000, 2])
+def test_a_missing_backbone_key_is_an_error_even_with_a_new_head(tmp_path, monkeypatch, num_classes):
+    # Before, num_classes != 1000 loaded with strict=False: a missing backbone weight was silently
+    # left random. Now only the head may differ.
+    state = models.resnet18().state_dict()
+    del state["layer1.0.conv1.weight"]
+    plant(tmp_path, monkeypatch, "resnet18", state)
+    with pytest.raises(RuntimeError, match=r"Missing key.*layer1\.0\.conv1\.weight"):
+        models.resnet18(num_classes=num_classes, weights="IMAGENET1K_V1")
+
+
+def test_an_unexpected_key_is_an_error_even_with_a_new_head(tmp_path, monkeypatch):
+    state = {**models.resnet18().state_dict(), "layer5.weight": torch.zeros(1)}
+    plant(tmp_path, monkeypatch, "resnet18", state)
+    with pytest.raises(RuntimeError, match=r"Unexpected key.*layer5\.weight"):
+        models.resnet18(num_classes=2, weights="IMAGENET1K_V1")
+
+
+def test_the_new_head_keeps_its_own_fresh_weights(tmp_path, monkeypatch):
+    torch.manual_seed(0)
+    plant(tmp_path, monkeypatch, "resnet18", models.resnet18().state_dict())
+    torch.manual_seed(1)
+    fresh = models.resnet18(num_classes=3)
+    torch.manual_seed(1)
+    loaded = models.resnet18(num_classes=3, weights="IMAGENET1K_V1")
+    assert torch.equal(loaded.fc.weight, fresh.fc.weight) and torch.equal(loaded.fc.bias, fresh.fc.bias)
+
+
+def test_every_resnet_has_one_builder_signature():
+    import inspect
+    builders = [models.resnet18, models.resnet34, models.resnet50, models.resnet101, models.resnet152]
+    signatures = {str(inspect.signature(b)) for b in builders}
+    assert signatures == {"(num_classes: 'int' = 1000, weights: 'str | None' = None) -> 'ResNet'"}
+    for builder in (models.resnet34, models.resnet101, models.resnet152):   # had no weights= before
+        with pytest.raises(ValueError, match="IMAGENET1K_V1"):
+            builder(weights="imagenet")
+
+
 def test_resnet_cache_file_with_wrong_hash_is_refused(tmp_path, monkeypatch):
     plant(tmp_path, monkeypatch, "resnet50", models.resnet50().state_dict(), corrupt=True)
     with pytest.raises(ValueError, match="corrupt"):

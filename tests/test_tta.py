@@ -89,6 +89,16 @@ def test_shifts_move_the_content_and_keep_the_size():
     assert all(v(x).shape == x.shape for v in views)
 
 
+def test_each_submodules_own_mode_is_restored():
+    # A frozen batch norm (eval) inside a model in train mode stays frozen after a prediction.
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.LazyLinear(5))
+    model(torch.randn(2, 3, 8, 8))
+    model.train()
+    model[1].eval()
+    tta.predict(model, torch.randn(2, 3, 8, 8), ["identity", "hflip"])
+    assert [m.training for m in model] == [True, False, True, True]
+
+
 def test_one_forward_pass_per_view_and_batch_in_eval_mode_and_mode_restored():
     model = small_net()
     calls, modes = [], []
