@@ -1,12 +1,22 @@
-"""cnnkit.check: right answers pass, wrong ones fail with a reason, stubs say so."""
+"""cnnkit.check: right answers pass, wrong ones fail with the intended reason, stubs say so;
+both modes (interactive and probe + judge) agree; types are exact; hidden tests leak nothing."""
 
 import math
+import os
+import random
+import re
+import subprocess
+import sys
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from cnnkit import check, conv
+from cnnkit import check, contract, conv
+from cnnkit.check import _core
+
+from conftest import NOTEBOOKS, ROOT
 
 
 def stub(*args, **kwargs):
@@ -109,87 +119,170 @@ def frozen_new_head(model, head, num_classes):          # the new head is frozen
 
 
 RIGHT = {
-    check.output_size: conv.conv_output_size,
-    check.conv_params: conv.conv_params,
-    check.convolve: lambda img, k: F.conv2d(img[None, None], k[None, None])[0, 0],
-    check.max_pool: lambda img, s, st: F.max_pool2d(img[None, None], s, st)[0, 0],
-    check.receptive_field: lambda n, k: n * (k - 1) + 1,
-    check.sigmoid_grad: lambda x: math.exp(-x) / (1 + math.exp(-x)) ** 2,
-    check.path_sum: lambda x, y: (1 - math.tanh(x * y + y) ** 2) * (x + 1),
-    check.numerical_derivative: lambda f, x, eps=1e-5: (f(x + eps) - f(x - eps)) / (2 * eps),
-    check.mlp_params: lambda sizes: sum(a * b + b for a, b in zip(sizes, sizes[1:])),
-    check.batch_norm_train: lambda x, eps: (x - x.mean(0)) / (x.var(0, unbiased=False) + eps).sqrt(),
-    check.layer_norm_rows: lambda x, eps: (x - x.mean(1, keepdim=True)) / (x.var(1, unbiased=False, keepdim=True) + eps).sqrt(),
-    check.he_std: lambda c, k: math.sqrt(2 / (c * k * k)),
-    check.eval_predict: good_predict,
-    check.topk_accuracy: lambda lg, t, k: (lg.topk(k, 1).indices == t[:, None]).any(1).float().mean().item(),
-    check.inception_block: lambda *w: Inception(*w, five="5x5"),
-    check.residual_block: GoodBlock,
-    check.head_in_features: lambda f, size: f(torch.zeros(size)).flatten(1).shape[1],
-    check.should_stop: lambda v, p: len(v) - 1 - v.index(min(v)) >= p,
-    check.epoch_to_keep: lambda v: v.index(min(v)) + 1,
-    check.step_lr: lambda e, b, s, g: b * g ** (e // s),
-    check.overfitting_epoch: lambda t, v: None if v.index(min(v)) == len(v) - 1 else v.index(min(v)) + 1,
-    check.digit_augmentation: lambda: v2.RandomAffine(degrees=12, translate=(0.08, 0.08), scale=(0.9, 1.1)),
-    check.split_without_leak: good_split,
-    check.flip_tta: good_flip_tta,
-    check.ten_crop_boxes: torchvision_boxes,
-    check.freeze_but_head: good_freeze,
-    check.new_head: good_new_head,
-    check.count_trainable: lambda m: sum(p.numel() for p in m.parameters() if p.requires_grad),
-    check.lr_groups: lambda layers, lr, d: [{"params": list(l.parameters()), "lr": lr * d ** (len(layers) - 1 - i)}
+    "output_size": conv.conv_output_size,
+    "conv_params": conv.conv_params,
+    "convolve": lambda img, k: F.conv2d(img[None, None], k[None, None])[0, 0],
+    "max_pool": lambda img, s, st: F.max_pool2d(img[None, None], s, st)[0, 0],
+    "receptive_field": lambda n, k: n * (k - 1) + 1,
+    "sigmoid_grad": lambda x: math.exp(-x) / (1 + math.exp(-x)) ** 2,
+    "path_sum": lambda x, y: (1 - math.tanh(x * y + y) ** 2) * (x + 1),
+    "numerical_derivative": lambda f, x, eps=1e-5: (f(x + eps) - f(x - eps)) / (2 * eps),
+    "mlp_params": lambda sizes: sum(a * b + b for a, b in zip(sizes, sizes[1:])),
+    "batch_norm_train": lambda x, eps: (x - x.mean(0)) / (x.var(0, unbiased=False) + eps).sqrt(),
+    "layer_norm_rows": lambda x, eps: (x - x.mean(1, keepdim=True)) / (x.var(1, unbiased=False, keepdim=True) + eps).sqrt(),
+    "he_std": lambda c, k: math.sqrt(2 / (c * k * k)),
+    "eval_predict": good_predict,
+    "topk_accuracy": lambda lg, t, k: (lg.topk(k, 1).indices == t[:, None]).any(1).float().mean().item(),
+    "inception_block": lambda *w: Inception(*w, five="5x5"),
+    "residual_block": GoodBlock,
+    "head_in_features": lambda f, size: f(torch.zeros(size)).flatten(1).shape[1],
+    "should_stop": lambda v, p: len(v) - 1 - v.index(min(v)) >= p,
+    "epoch_to_keep": lambda v: v.index(min(v)) + 1,
+    "step_lr": lambda e, b, s, g: b * g ** (e // s),
+    "overfitting_epoch": lambda t, v: None if v.index(min(v)) == len(v) - 1 else v.index(min(v)) + 1,
+    "digit_augmentation": lambda: v2.RandomAffine(degrees=12, translate=(0.08, 0.08), scale=(0.9, 1.1)),
+    "split_without_leak": good_split,
+    "flip_tta": good_flip_tta,
+    "ten_crop_boxes": torchvision_boxes,
+    "freeze_but_head": good_freeze,
+    "new_head": good_new_head,
+    "count_trainable": lambda m: sum(p.numel() for p in m.parameters() if p.requires_grad),
+    "lr_groups": lambda layers, lr, d: [{"params": list(l.parameters()), "lr": lr * d ** (len(layers) - 1 - i)}
                                             for i, l in enumerate(layers)],
 }
 
+class BiasedBlock(GoodBlock):                          # convolutions with a bias: more parameters than needed
+    def __init__(self, c):
+        super().__init__(c)
+        self.c1, self.c2 = nn.Conv2d(c, c, 3, padding=1), nn.Conv2d(c, c, 3, padding=1)
+
+
+class NoFinalReluBlock(GoodBlock):
+    def forward(self, x):
+        return self.b2(self.c2(torch.relu(self.b1(self.c1(x))))) + x
+
+
+def graph_predict(model, x):                            # eval mode, but records a graph
+    was_training = model.training
+    model.eval()
+    out = model(x)
+    model.train(was_training)
+    return out
+
+
+def unfrozen_everything(model, head):                  # freezes nothing
+    for p in model.parameters():
+        p.requires_grad_(True)
+
+
+def new_head_not_returned(model, head, num_classes):
+    good_new_head(model, head, num_classes)
+
+
+def split_without_transform(images, targets, n_val, transform):
+    perm = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
+    train, val = perm[:len(images) - n_val], perm[len(images) - n_val:]
+    return ImageDataset(images[train], targets[train]), ImageDataset(images[val], targets[val])
+
+
+def train_mode_tta(model, x):
+    with torch.no_grad():
+        return (model(x).softmax(1) + model(x.flip(-1)).softmax(1)) / 2
+
+
+# Realistic wrong answers of each exercise, with the words the failure must contain.
 WRONG = {
-    check.output_size: lambda i, k, s, p, d: (i - k + 2 * p) // s + 1,          # forgets dilation
-    check.conv_params: lambda ci, co, k, b: (k * k * ci) * co + co,              # ignores bias=False
-    check.convolve: lambda img, k: F.conv2d(img[None, None], k.flip(0, 1)[None, None])[0, 0],  # flips
-    check.max_pool: lambda img, s, st: F.avg_pool2d(img[None, None], s, st)[0, 0],             # averages
-    check.receptive_field: lambda n, k: n * k,
-    check.sigmoid_grad: lambda x: 0.25,
-    check.path_sum: lambda x, y: (1 - math.tanh(x * y + y) ** 2) * x,          # misses the direct path
-    check.numerical_derivative: lambda f, x, eps: (f(x + eps) - f(x)) / eps,    # one-sided
-    check.mlp_params: lambda sizes: sum(a * b for a, b in zip(sizes, sizes[1:])),  # forgets biases
-    check.batch_norm_train: lambda x, eps: (x - x.mean(0)) / (x.var(0) + eps).sqrt(),   # unbiased variance
-    check.layer_norm_rows: lambda x, eps: (x - x.mean(0)) / (x.var(0, unbiased=False) + eps).sqrt(),  # columns
-    check.he_std: lambda c, k: math.sqrt(2 / c),                                      # forgets the kernel
-    check.eval_predict: forgetful_predict,
-    check.topk_accuracy: lambda lg, t, k: (lg.argmax(1) == t).float().mean().item(),      # top-1 only
-    check.inception_block: lambda *w: Inception(*w, five="3x3"),                          # 3x3 for the 5x5
-    check.residual_block: NoShortcutBlock,
-    check.head_in_features: lambda f, size: f(torch.zeros(size)).shape[1],                # channels only
-    check.should_stop: lambda v, p: len(v) > p and v[-1] > v[-1 - p],                     # compares one epoch
-    check.epoch_to_keep: lambda v: v.index(min(v)),                                        # 0-based
-    check.step_lr: lambda e, b, s, g: b * g ** ((e + 1) // s),                             # off by one
-    check.overfitting_epoch: lambda t, v: next((i for i in range(1, len(v)) if v[i] > v[i - 1]), None),
-    check.digit_augmentation: lambda: v2.Compose([v2.RandomHorizontalFlip(), v2.RandomAffine(degrees=10)]),
-    check.split_without_leak: leaky_split,
-    check.flip_tta: logit_flip_tta,
-    check.ten_crop_boxes: lambda h, w, s: [(t, l, False) for t, l, _ in torchvision_boxes(h, w, s)[::2]],
-    check.freeze_but_head: freeze_everything,
-    check.new_head: frozen_new_head,
-    check.count_trainable: lambda m: sum(p.numel() for p in m.parameters()),           # counts frozen ones
-    check.lr_groups: lambda layers, lr, d: [{"params": list(l.parameters()), "lr": lr * d ** i}   # reversed
-                                            for i, l in enumerate(layers)],
+    "output_size": [(lambda i, k, s, p, d=1: (i - k + 2 * p) // s + 1, "a real nn.Conv2d gives"),   # forgets dilation
+                    (lambda i, k, s, p, d=1: (i + 2 * p - d * (k - 1) - 1) / s + 1, "nn.Conv2d gives")],  # / not //
+    "conv_params": [(lambda ci, co, k, b: (k * k * ci) * co + co, "nn.Conv2d has"),         # ignores bias=False
+                    (lambda ci, co, k, b: k * k * co + co * b, "nn.Conv2d has")],           # forgets in_channels
+    "convolve": [(lambda img, k: F.conv2d(img[None, None], k.flip(0, 1)[None, None])[0, 0], r"output\["),
+                 (lambda img, k: F.conv2d(img[None, None], k[None, None], padding=1)[0, 0], "should be")],
+    "max_pool": [(lambda img, s, st: F.avg_pool2d(img[None, None], s, st)[0, 0], "wrong values"),
+                 (lambda img, s, st: F.max_pool2d(img[None, None], s, 1)[0, 0], "should have shape")],
+    "receptive_field": [(lambda n, k: n * k, "the receptive field is"), (lambda n, k: n * (k - 1), "is 3")],
+    "sigmoid_grad": [(lambda x: 0.25, "torch.autograd gives"),
+                     (lambda x: 1 / (1 + math.exp(-x)), "at x=0 you returned 0.5")],
+    "path_sum": [(lambda x, y: (1 - math.tanh(x * y + y) ** 2) * x, "torch.autograd gives"),   # misses the direct path
+                 (lambda x, y: 1 - math.tanh(x * y + y) ** 2, "torch.autograd gives")],     # misses the product
+    "numerical_derivative": [(lambda f, x, eps=1e-5: (f(x + eps) - f(x)) / eps, "the derivative is"),  # one-sided
+                             (lambda f, x, eps=1e-5: (f(x + eps) - f(x - eps)) / eps, "the derivative is")],
+    "mlp_params": [(lambda sizes: sum(a * b for a, b in zip(sizes, sizes[1:])), "sum\\(p.numel\\(\\)\\) gives"),
+                   (lambda sizes: sizes[0] * sizes[1] + sizes[1], "gives 109386")],
+    "batch_norm_train": [(lambda x, eps: (x - x.mean(0)) / (x.var(0) + eps).sqrt(), "differ from PyTorch"),
+                         (lambda x, eps: x - x.mean(0), "differ from PyTorch")],
+    "layer_norm_rows": [(lambda x, eps: (x - x.mean(0)) / (x.var(0, unbiased=False) + eps).sqrt(), "expected shape|differ"),
+                        (lambda x, eps: (x - x.mean(1, keepdim=True)) / (x.var(1, keepdim=True) + eps).sqrt(), "differ")],
+    "he_std": [(lambda c, k: math.sqrt(2 / c), "He initialisation uses std"),
+               (lambda c, k: math.sqrt(1 / (c * k * k)), "He initialisation uses std")],
+    "eval_predict": [(forgetful_predict, "mode after"), (graph_predict, "autograd graph"),
+                     (lambda m, x: m(x).detach(), "raised ValueError")],            # train mode, batch of 1
+    "topk_accuracy": [(lambda lg, t, k: (lg.argmax(1) == t).float().mean().item(), "expected"),
+                      (lambda lg, t, k: (lg.topk(k, 1).indices == t[:, None]).any(1).sum().item(), "expected")],
+    "inception_block": [(lambda *w: Inception(*w, five="3x3"), "convolution weights have shapes"),
+                        (lambda c, *w: nn.Conv2d(c, sum(w[i] for i in (0, 2, 4, 5)), 1), "convolution weights")],
+    "residual_block": [(NoShortcutBlock, "shortcut"), (BiasedBlock, "parameters, expected"),
+                       (NoFinalReluBlock, "negative values")],
+    "head_in_features": [(lambda f, size: f(torch.zeros(size)).shape[1], "Flatten produces"),
+                         (lambda f, size: f(torch.zeros(size)).numel(), "Flatten produces")],
+    "should_stop": [(lambda v, p: len(v) > p and v[-1] > v[-1 - p], "expected"),            # compares one epoch
+                    (lambda v, p: len(v) - 1 - v.index(min(v)) > p, "expected True")],     # > for >=
+    "epoch_to_keep": [(lambda v: v.index(min(v)), "expected epoch"),                        # 0-based
+                      (lambda v: len(v) - v[::-1].index(min(v)), "expected epoch 1")],      # last on ties
+    "step_lr": [(lambda e, b, s, g: b * g ** ((e + 1) // s), "StepLR gives"),
+                (lambda e, b, s, g: b * g ** (e / s), "StepLR gives")],
+    "overfitting_epoch": [(lambda t, v: next((i for i in range(1, len(v)) if v[i] > v[i - 1]), None), "expected"),
+                          (lambda t, v: None if v.index(min(v)) == len(v) - 1 else v.index(min(v)), "expected 3")],
+    "digit_augmentation": [(lambda: v2.Compose([v2.RandomHorizontalFlip(), v2.RandomAffine(degrees=10)]), "mirrored"),
+                           (lambda: v2.Identity(), "changed the image"),
+                           (lambda: v2.RandomCrop(24), "expected a float tensor")],
+    "split_without_leak": [(leaky_split, "the leak is still there"),
+                           (split_without_transform, "not passed through the transform")],
+    "flip_tta": [(logit_flip_tta, "differ from the average"), (lambda m, x: tta.predict(m, x), "original images alone"),
+                 (train_mode_tta, "differ from the average")],
+    "ten_crop_boxes": [(lambda h, w, s: [(t, l, False) for t, l, _ in torchvision_boxes(h, w, s)[::2]], "you returned"),
+                       (lambda h, w, s: [(t, l) for t, l, _ in torchvision_boxes(h, w, s)], "triples")],
+    "freeze_but_head": [(freeze_everything, "is frozen"), (unfrozen_everything, "still trainable")],
+    "new_head": [(frozen_new_head, "the new head is frozen"), (new_head_not_returned, "return the model")],
+    "count_trainable": [(lambda m: sum(p.numel() for p in m.parameters()), "parameters are trainable"),
+                        (lambda m: sum(1 for p in m.parameters() if p.requires_grad), "you counted")],
+    "lr_groups": [(lambda layers, lr, d: [{"params": list(l.parameters()), "lr": lr * d ** i}
+                                          for i, l in enumerate(layers)], "got lr"),
+                  (lambda layers, lr, d: [{"params": [p for l in layers for p in l.parameters()], "lr": lr}],
+                   "expected a list of")],
 }
+WRONG_CASES = [(name, i) for name, answers in WRONG.items() for i in range(len(answers))]
 
 
-@pytest.mark.parametrize("checker", list(RIGHT), ids=lambda c: c.__name__)
-def test_right_answer_passes(checker, capsys):
-    checker(RIGHT[checker])
-    assert "passed" in capsys.readouterr().out
+@pytest.fixture(autouse=True)
+def _fresh_hint_state(monkeypatch):
+    """Each test starts with no failure streaks and no revealed formulas."""
+    monkeypatch.setattr(_core, "_streak", {})
+    monkeypatch.setattr(_core, "_revealed", set())
 
 
-@pytest.mark.parametrize("checker", list(WRONG), ids=lambda c: c.__name__)
-def test_wrong_answer_fails_with_reason_and_hint(checker):
+def test_every_check_has_answers_here():
+    assert set(RIGHT) == set(WRONG) == set(check.CHECKS)
+    assert len(check.CHECKS) == 29
+
+
+@pytest.mark.parametrize("name", list(RIGHT))
+def test_right_answer_passes(name, capsys):
+    getattr(check, name)(RIGHT[name])
+    assert capsys.readouterr().out.startswith(f"✔ {name}: passed (")
+
+
+@pytest.mark.parametrize("name,i", WRONG_CASES, ids=[f"{n}-{i}" for n, i in WRONG_CASES])
+def test_wrong_answer_fails_with_reason_and_hint(name, i):
+    answer, words = WRONG[name][i]
     with pytest.raises(check.ExerciseFailed) as info:
-        checker(WRONG[checker])
+        getattr(check, name)(answer)
     err = info.value
-    assert isinstance(err, AssertionError)
-    assert err.reason and err.hint
+    assert isinstance(err, AssertionError) and not isinstance(err, check.NotImplementedYet)
+    assert re.search(words, err.reason), err.reason
+    assert err.hint, "every failure shows a hint"
     lines = err._render_traceback_()
-    assert lines[0].startswith("✘") and "Hint" in lines[1]
+    assert lines[0] == f"✘ {name}: {err.reason}" and lines[1].startswith("  Hint: ")
 
 
 class StubBlock(nn.Module):
@@ -199,11 +292,339 @@ class StubBlock(nn.Module):
         raise NotImplementedError()
 
 
-@pytest.mark.parametrize("checker", list(RIGHT), ids=lambda c: c.__name__)
-def test_stub_reports_not_implemented_yet(checker):
-    with pytest.raises(check.NotImplementedYet, match="not implemented yet"):
-        checker(StubBlock if checker is check.residual_block else stub)
+def stub_for(name):
+    return StubBlock if name == "residual_block" else stub
 
+
+@pytest.mark.parametrize("name", list(RIGHT))
+def test_stub_reports_not_implemented_yet(name):
+    with pytest.raises(check.NotImplementedYet, match="not implemented yet"):
+        getattr(check, name)(stub_for(name))
+
+
+# ----------------------------------------------------------------------------
+# None and wrong types: always a ✘ line, never a raw TypeError
+# ----------------------------------------------------------------------------
+
+def returning(value):
+    """An answer of any signature that returns `value` (a class for residual_block)."""
+    def answer(*args, **kwargs):
+        return value
+    return answer
+
+
+class ReturningBlock(nn.Module):
+    def __init__(self, channels):
+        super().__init__()
+        self.c1, self.b1 = nn.Conv2d(channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels)
+        self.c2, self.b2 = nn.Conv2d(channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels)
+
+    def forward(self, x):
+        return None
+
+
+@pytest.mark.parametrize("name", list(RIGHT))
+@pytest.mark.parametrize("value", [None, "0.25", object(), [None], math.nan], ids=["None", "str", "object", "list", "nan"])
+def test_none_or_wrong_type_is_a_failure_not_a_type_error(name, value):
+    answer = ReturningBlock if name == "residual_block" else returning(value)
+    with pytest.raises(check.ExerciseFailed) as info:
+        getattr(check, name)(answer)
+    assert not isinstance(info.value, check.NotImplementedYet)
+    assert info.value.reason
+
+
+@pytest.mark.parametrize("name", list(RIGHT))
+@pytest.mark.parametrize("answer", [None, 5, "convolve"], ids=["None", "int", "str"])
+def test_passing_something_else_than_a_function_is_explained(name, answer):
+    with pytest.raises(check.ExerciseFailed, match="expected (a function|an nn.Module class)") as info:
+        getattr(check, name)(answer)
+    assert "got" in info.value.reason and info.value.hint
+
+
+def test_path_sum_and_numerical_derivative_explain_none_answers():
+    for name in ("path_sum", "numerical_derivative"):
+        with pytest.raises(check.ExerciseFailed, match="expected a number.*got None") as info:
+            getattr(check, name)(returning(None))
+        assert "return" in info.value.hint
+
+
+# ----------------------------------------------------------------------------
+# The notebook's random state is left alone
+# ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", list(RIGHT))
+def test_checks_leave_the_global_rngs_unchanged(name, capsys):
+    torch.manual_seed(1234)
+    random.seed(99)
+    torch_state, py_state = torch.get_rng_state(), random.getstate()
+    getattr(check, name)(RIGHT[name])
+    assert torch.equal(torch.get_rng_state(), torch_state)
+    assert random.getstate() == py_state
+    with pytest.raises(check.ExerciseFailed):
+        getattr(check, name)(WRONG[name][0][0])
+    assert torch.equal(torch.get_rng_state(), torch_state)
+    assert random.getstate() == py_state
+
+
+# ----------------------------------------------------------------------------
+# Grading mode: probe (student side) + judge (trusted side) = interactive mode
+# ----------------------------------------------------------------------------
+
+def probe_and_judge(name, answer, tmp_path, *, seed=0, n=None, hidden=False):
+    chk = check.CHECKS[name]
+    cases = chk.cases(seed, n or chk.default_n)
+    torch.save(cases, tmp_path / "cases.pt")
+    _core.probe(name, answer, tmp_path / "cases.pt", tmp_path / "results.pt")
+    results = torch.load(tmp_path / "results.pt", weights_only=True)
+    assert len(results) == len(cases)
+    return _core.judge(chk, cases, results, hidden=hidden)
+
+
+@pytest.mark.parametrize("name", list(RIGHT))
+def test_probe_round_trip_gives_the_interactive_verdict(name, tmp_path, capsys):
+    verdict = probe_and_judge(name, RIGHT[name], tmp_path)
+    assert (verdict.status, verdict.passed, verdict.total) == ("passed", verdict.total, verdict.total)
+    getattr(check, name)(RIGHT[name])
+    assert capsys.readouterr().out.strip() == verdict.message
+
+    wrong, _ = WRONG[name][0]
+    verdict = probe_and_judge(name, wrong, tmp_path)
+    with pytest.raises(check.ExerciseFailed) as info:
+        getattr(check, name)(wrong)
+    assert verdict.status == "failed" and verdict.message == info.value.reason
+    assert verdict.fraction == 0.0
+
+    assert probe_and_judge(name, stub_for(name), tmp_path).status == "not_implemented"
+
+
+@pytest.mark.parametrize("name", list(RIGHT))
+def test_hidden_verdicts_never_show_the_students_text(name, tmp_path):
+    secret = "SECRET-7f3a: the hidden case was x=0.123"
+
+    def leaky(*args, **kwargs):
+        raise ValueError(secret)
+
+    class LeakyBlock(nn.Module):
+        def __init__(self, channels):
+            super().__init__()
+            raise ValueError(secret)
+
+    answer = LeakyBlock if name == "residual_block" else leaky
+    shown = probe_and_judge(name, answer, tmp_path)
+    assert secret in shown.message                                    # the public check shows it ...
+    hidden = probe_and_judge(name, answer, tmp_path, seed=4242, hidden=True)
+    assert hidden.status == "failed" and hidden.message == contract.HIDDEN_WITHHELD   # ... a hidden one never
+    assert hidden.failure is None
+    wrong = probe_and_judge(name, WRONG[name][0][0], tmp_path, seed=4242, hidden=True)
+    assert wrong.message == contract.HIDDEN_WITHHELD and wrong.failure is None
+
+
+def test_results_file_with_forged_objects_is_refused_by_the_judge(tmp_path):
+    chk = check.CHECKS["sigmoid_grad"]
+    cases = chk.cases(0, 10)
+    forged = [{"ok": chk.reference(case)} for case in cases]
+    assert _core.judge(chk, cases, forged).status == "passed"
+    assert _core.judge(chk, cases, forged[:-1]).status == "failed"                # a missing result
+    assert _core.judge(chk, cases, [{"ok": True}] * 10).status == "failed"         # bool is not a number
+    assert _core.judge(chk, cases, ["ok"] * 10).status == "failed"                 # not a result at all
+
+
+def test_partial_check_scores_passed_over_total():
+    chk = check.CHECKS["sigmoid_grad"]
+    cases = chk.cases(0, 10)
+    results = [{"ok": chk.reference(case) if i % 2 else 0.0} for i, case in enumerate(cases)]
+    assert _core.judge(chk, cases, results).passed == 0                           # all or nothing: stops at 1st
+    partial = type("Partial", (type(chk),), {"partial": True})()
+    verdict = _core.judge(partial, cases, results)
+    assert (verdict.status, verdict.passed, verdict.total, verdict.fraction) == ("failed", 5, 10, 0.5)
+
+
+# ----------------------------------------------------------------------------
+# Exact types: honest values converted, cheating objects refused
+# ----------------------------------------------------------------------------
+
+class FrameReadingFloat(float):
+    """Reads the check's expected value from the caller's frame."""
+    def __float__(self):
+        frame = sys._getframe(1)
+        return float(frame.f_locals.get("want", 0.0))
+
+    def __sub__(self, other):
+        return 0.0
+
+    def __rsub__(self, other):
+        return 0.0
+
+    def __eq__(self, other):
+        return True
+
+    __hash__ = float.__hash__
+
+
+class EqualsEverything(int):
+    def __eq__(self, other):
+        return True
+
+    def __ne__(self, other):
+        return False
+
+    __hash__ = int.__hash__
+
+
+class AlwaysClose(torch.Tensor):
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        if func in (torch.allclose, torch.equal):
+            return True
+        return super().__torch_function__(func, types, args, kwargs or {})
+
+
+@pytest.mark.parametrize("name,answer", [
+    ("sigmoid_grad", lambda x: FrameReadingFloat(0.0)),
+    ("path_sum", lambda x, y: FrameReadingFloat(0.0)),
+    ("conv_params", lambda *args: EqualsEverything(0)),
+    ("output_size", lambda *args: EqualsEverything(0)),
+    ("should_stop", lambda v, p: EqualsEverything(0)),
+    ("convolve", lambda img, k: torch.zeros(3, 3).as_subclass(AlwaysClose)),
+], ids=["float-frame", "float-frame-2", "int-eq", "int-eq-2", "bool-int-eq", "tensor-subclass"])
+def test_cheating_objects_are_refused_in_both_modes(name, answer, tmp_path):
+    with pytest.raises(check.ExerciseFailed):
+        getattr(check, name)(answer)
+    assert probe_and_judge(name, answer, tmp_path).status == "failed"
+
+
+def test_patching_tensor_methods_during_run_does_not_help():
+    original = torch.Tensor.item
+
+    def patched(*args):
+        torch.Tensor.item = lambda self: 0.25              # the reference would read 0.25 everywhere
+        return torch.tensor(0.25)
+    try:
+        with pytest.raises(check.ExerciseFailed, match="torch.autograd gives"):
+            check.sigmoid_grad(patched)
+        assert torch.Tensor.item is original
+    finally:
+        torch.Tensor.item = original
+
+
+@pytest.mark.parametrize("value,plain", [
+    (np.float64(0.5), 0.5), (np.float32(0.5), 0.5), (np.int64(3), 3), (np.bool_(True), True),
+    (np.array(2.5), 2.5), (True, True), (None, None), ("s", "s"), ((1, [2.0, {"a": None}]), (1, [2.0, {"a": None}])),
+])
+def test_to_plain_converts_honest_values_exactly(value, plain):
+    got = check.to_plain(value)
+    assert got == plain and type(got) is type(plain)
+
+
+def test_to_plain_turns_tensor_subclasses_into_detached_cpu_tensors():
+    p = nn.Parameter(torch.ones(2))
+    got = check.to_plain({"w": p * 2, "p": p})
+    assert type(got["w"]) is torch.Tensor and type(got["p"]) is torch.Tensor and not got["p"].requires_grad
+    assert type(check.to_plain(torch.zeros(2).as_subclass(AlwaysClose))) is torch.Tensor
+
+
+@pytest.mark.parametrize("value", [FrameReadingFloat(1.0), EqualsEverything(1), object(), np.zeros(3), {1: 2},
+                                   type("S", (str,), {})("x"), type("L", (list,), {})(), lambda: 0,
+                                   torch.zeros(2).to_sparse()], ids=lambda v: type(v).__name__)
+def test_to_plain_refuses_everything_else(value):
+    with pytest.raises(check.PlainDataError):
+        check.to_plain(value)
+
+
+def test_to_plain_refuses_self_referencing_structures():
+    loop = []
+    loop.append(loop)
+    with pytest.raises(check.PlainDataError):
+        check.to_plain(loop)
+
+
+@pytest.mark.parametrize("name,answer", [
+    ("sigmoid_grad", lambda x: np.float64(math.exp(-x) / (1 + math.exp(-x)) ** 2)),     # numpy scalar: accepted
+    ("sigmoid_grad", lambda x: torch.sigmoid(torch.tensor(x, dtype=torch.float64)) *
+     (1 - torch.sigmoid(torch.tensor(x, dtype=torch.float64)))),                       # 0-d tensor: accepted
+    ("topk_accuracy", lambda lg, t, k: (lg.topk(k, 1).indices == t[:, None]).any(1).float().mean()),
+    ("conv_params", lambda ci, co, k, b: float(co * ci * k * k + co * b)),               # integral float: accepted
+])
+def test_honest_number_types_are_accepted(name, answer, capsys):
+    getattr(check, name)(answer)
+
+
+def test_a_bool_is_not_a_number():
+    with pytest.raises(check.ExerciseFailed, match="expected an int, got bool"):
+        check.receptive_field(lambda n, k: True)
+
+
+# ----------------------------------------------------------------------------
+# Two-tier hints
+# ----------------------------------------------------------------------------
+
+def test_formula_appears_from_the_third_failure_in_a_row():
+    wrong = lambda x: 0.25                                          # noqa: E731
+    formula = check.CHECKS["sigmoid_grad"].formula
+    hints = []
+    for _ in range(3):
+        with pytest.raises(check.ExerciseFailed) as info:
+            check.sigmoid_grad(wrong)
+        hints.append(info.value.hint)
+    assert formula not in hints[0] and formula not in hints[1] and hints[2] == formula
+    assert "cnnkit.check.hint('sigmoid_grad')" in hints[0]
+    check.sigmoid_grad(RIGHT["sigmoid_grad"])                       # a pass resets the streak
+    with pytest.raises(check.ExerciseFailed) as info:
+        check.sigmoid_grad(wrong)
+    assert formula not in info.value.hint
+
+
+def test_hint_shows_the_formula_and_reveals_it_for_later_failures(capsys):
+    formula = check.CHECKS["path_sum"].formula
+    check.hint("path_sum")
+    assert capsys.readouterr().out == f"path_sum: {formula}\n"
+    with pytest.raises(check.ExerciseFailed) as info:
+        check.path_sum(WRONG["path_sum"][0][0])
+    assert info.value.hint == formula
+    with pytest.raises(ValueError, match="name must be one of the checks"):
+        check.hint("no_such_check")
+
+
+# ----------------------------------------------------------------------------
+# The notebooks' test cells
+# ----------------------------------------------------------------------------
+
+def test_cells():
+    """(check name, answer name, n, seed) of every hidden call in notebooks 01-07."""
+    import nbformat
+    found = []
+    for path in NOTEBOOKS:
+        for cell in nbformat.read(path, as_version=4).cells:
+            if cell.cell_type == "code" and cell.metadata.get("nbgrader", {}).get("grade"):
+                found.append(cell.source)
+    return found
+
+
+CALL = re.compile(r"cnnkit\.check\.(\w+)\((\w+)(?:, n=(\d+), seed=(\d+))?\)")
+
+
+def test_notebook_test_cells_are_only_check_calls():
+    sources = test_cells()
+    assert len(sources) == 29
+    for source in sources:
+        lines = source.splitlines()
+        assert lines[1:2] == [contract.BEGIN_HIDDEN] and lines[-1] == contract.END_HIDDEN, source
+        public, hidden = CALL.fullmatch(lines[0]), CALL.fullmatch(lines[2])
+        assert len(lines) == 4 and public and hidden and not public.group(3) and hidden.group(3), source
+        assert public.group(1, 2) == hidden.group(1, 2) and public.group(1) in check.CHECKS
+
+
+@pytest.mark.parametrize("source", test_cells(), ids=lambda s: CALL.match(s).group(1))
+def test_hidden_calls_of_the_notebooks_pass_right_answers(source, capsys):
+    name, _, n, seed = CALL.fullmatch(source.splitlines()[2]).groups()
+    getattr(check, name)(RIGHT[name], n=int(n), seed=int(seed))
+    with pytest.raises(check.ExerciseFailed):
+        getattr(check, name)(WRONG[name][0][0], n=int(n), seed=int(seed))
+
+
+# ----------------------------------------------------------------------------
+# Specific checks
+# ----------------------------------------------------------------------------
 
 def test_crash_in_student_code_is_summarised():
     def broken(image, kernel):
@@ -212,9 +633,10 @@ def test_crash_in_student_code_is_summarised():
         check.convolve(broken)
 
 
-def test_passing_a_call_instead_of_a_function_is_explained():
-    with pytest.raises(check.ExerciseFailed, match="expected a function"):
-        check.output_size(5)
+def test_a_wrong_signature_names_the_case_not_cnnkit_code():
+    with pytest.raises(check.ExerciseFailed, match=r"the default eps\) raised TypeError") as info:
+        check.numerical_derivative(lambda f, x, eps: (f(x + eps) - f(x - eps)) / (2 * eps))
+    assert "line" not in info.value.reason
 
 
 def test_ipython_shows_the_short_message_not_a_traceback():
@@ -249,12 +671,13 @@ def test_digit_augmentation_accepts_reasonable_pipelines(right):
 def test_flip_tta_rejects_plain_prediction_and_train_mode():
     with pytest.raises(check.ExerciseFailed, match="original images alone"):
         check.flip_tta(lambda m, x: tta.predict(m, x))
-
-    def train_mode(model, x):
-        with torch.no_grad():
-            return (model(x).softmax(1) + model(x.flip(-1)).softmax(1)) / 2
     with pytest.raises(check.ExerciseFailed, match="eval mode"):
-        check.flip_tta(train_mode)
+        for _ in range(3):                                   # the formula names eval mode from the 3rd failure
+            try:
+                check.flip_tta(train_mode_tta)
+            except check.ExerciseFailed as exc:
+                last = exc
+        raise last
 
 
 def test_ten_crop_boxes_accepts_either_rounding_of_the_centre():
@@ -264,3 +687,82 @@ def test_ten_crop_boxes_accepts_either_rounding_of_the_centre():
     check.ten_crop_boxes(floor_centre)
     with pytest.raises(check.ExerciseFailed):          # an off-centre "centre" is wrong
         check.ten_crop_boxes(lambda h, w, s: [(t + (i == 8), l, f) for i, (t, l, f) in enumerate(floor_centre(h, w, s))])
+
+
+def test_eval_predict_catches_the_notebooks_hidden_case():
+    """Folded from the old hidden assert: batch norm on a batch of 1 in train mode, model left in train mode."""
+    with pytest.raises(check.ExerciseFailed, match="raised ValueError"):
+        check.eval_predict(lambda m, x: m(x).detach())
+
+
+# ----------------------------------------------------------------------------
+# Score, layout, imports
+# ----------------------------------------------------------------------------
+
+def test_score_shows_points_nbgrader_can_parse_and_the_fraction_for_cnnkit():
+    bundle = check.Score(3, 4, points=2)._repr_mimebundle_()
+    assert float(bundle["text/plain"]) == 1.5                       # nbgrader: text/plain = points earned
+    assert "3 of 4" in bundle["text/markdown"]
+    assert bundle[contract.SCORE_MIME] == {"earned": 0.75}
+    assert float(check.Score(1, 4)._repr_mimebundle_()["text/plain"]) == 0.25    # without points: the fraction
+    with pytest.raises(ValueError, match="possible"):
+        check.Score(1, 0)
+    with pytest.raises(TypeError, match="earned"):
+        check.Score("1", 2)
+
+
+def test_no_check_module_is_longer_than_about_400_lines():
+    for path in (ROOT / "cnnkit" / "check").glob("*.py"):
+        assert len(path.read_text().splitlines()) <= 450, path.name
+
+
+def test_importing_the_checks_loads_no_grader_and_no_plotting():
+    code = ("import sys, cnnkit.check; "
+            "print(sorted(m for m in sys.modules if m.startswith(('cnnkit.grading', 'cnnkit.instructor', "
+            "'matplotlib', 'cnnkit.plot'))))")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    bare = subprocess.run([sys.executable, "-c", code.replace("cnnkit.check", "cnnkit")], env=env,
+                          capture_output=True, text=True, check=True).stdout.strip()
+    if bare != "[]":
+        pytest.xfail("`import cnnkit` itself still loads matplotlib (lazy imports come with the i14 package branch)")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.notebook
+def test_real_nbgrader_reads_score_as_partial_credit(tmp_path):
+    """nbgrader 0.9's autograde takes a test cell's text/plain result as the points earned."""
+    pytest.importorskip("nbgrader", reason="nbgrader is the optional `instructor` extra (pip install '.[instructor]')")
+    import nbformat
+
+    def meta(gid, **kw):
+        return {"nbgrader": {"grade_id": gid, "schema_version": 3, "locked": False, **kw}}
+    cells = [nbformat.v4.new_code_cell("import cnnkit.check"),
+             nbformat.v4.new_code_cell("def square(x):\n    ### BEGIN SOLUTION\n    return x * x\n    ### END SOLUTION",
+                                       metadata=meta("square", solution=True, grade=False)),
+             nbformat.v4.new_code_cell("ok = sum(square(v) == v * v for v in (0, 1, 2, 3))\n"
+                                       "cnnkit.check.Score(ok, 4, points=2)",
+                                       metadata=meta("square-tests", solution=False, grade=True, points=2))]
+    cells[2].metadata["nbgrader"]["locked"] = True
+    nb = nbformat.v4.new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    (tmp_path / "source" / "ps1").mkdir(parents=True)
+    nbformat.write(nb, tmp_path / "source" / "ps1" / "tiny.ipynb")
+    # nbgrader runs `alembic` from PATH; the kernel must import this cnnkit.
+    env = dict(os.environ, PYTHONPATH=str(ROOT), PATH=os.pathsep.join([os.path.dirname(sys.executable),
+                                                                       os.environ.get("PATH", "")]))
+
+    def nbgrader(*args):
+        subprocess.run([sys.executable, "-m", "nbgrader", *args, "ps1", f"--CourseDirectory.root={tmp_path}",
+                        "--force"], cwd=tmp_path, env=env, check=True, capture_output=True, timeout=300)
+    nbgrader("generate_assignment")
+    for student, body in {"half": "return x * x if x < 2 else 0", "none": "return -1", "all": "return x * x"}.items():
+        sub = nbformat.read(tmp_path / "release" / "ps1" / "tiny.ipynb", as_version=4)
+        sub.cells[1].source = f"def square(x):\n    {body}"
+        (tmp_path / "submitted" / student / "ps1").mkdir(parents=True)
+        nbformat.write(sub, tmp_path / "submitted" / student / "ps1" / "tiny.ipynb")
+    nbgrader("autograde")
+    from nbgrader.api import Gradebook
+    with Gradebook(f"sqlite:///{tmp_path / 'gradebook.db'}") as gradebook:
+        scores = {s: gradebook.find_submission("ps1", s).score for s in ("half", "none", "all")}
+    assert scores == {"half": 1.0, "none": 0.0, "all": 2.0}

@@ -192,9 +192,9 @@ def test_hostile_submissions_get_exact_grades_and_statuses(tmp_path):
 
 def test_hidden_test_failures_are_reported_without_details(tmp_path):
     nb = nbformat.read(NB02, as_version=4)
-    # passes the public check (200 values) but not the hidden assert at exactly 0
+    # passes the public check (seed 0: no x in (4.2, 4.5)) but not the hidden one (seed 3 has 12 there)
     answer_cell(nb, "sigmoid-grad").source = (
-        "def sigmoid_grad(x):\n    s = 1.0 / (1.0 + math.exp(-x))\n    return s * (1.0 - s) + (1e-10 if x == 0 else 0)")
+        "def sigmoid_grad(x):\n    s = 1.0 / (1.0 + math.exp(-x))\n    return s * (1.0 - s) + (1e-6 if 4.2 < x < 4.5 else 0)")
     subs = tmp_path / "subs" / "carol"
     subs.mkdir(parents=True)
     nbformat.write(nb, subs / "02_backprop.ipynb")
@@ -202,7 +202,7 @@ def test_hidden_test_failures_are_reported_without_details(tmp_path):
     grading.grade(tmp_path / "subs", out, timeout=30, parameters={"FAST": True}, progress=False)
     assert by_student(read_rows(out))["carol"]["sigmoid-grad"] == ("failed", 0.0)
     text = (out / "feedback" / "carol" / "02_backprop.md").read_text()
-    assert "failed a hidden test (details withheld)" in text and "1e-12" not in text
+    assert "failed a hidden test (details withheld)" in text and "4.3" not in text
 
 
 def test_partial_credit_and_byte_identical_reruns(tmp_path):

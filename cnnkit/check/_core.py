@@ -23,17 +23,17 @@ See: SPEC.md ("The check protocol") and notebooks/01_convolutions.ipynb.
 from __future__ import annotations
 
 import contextlib
-import copy
 import os
 import random
-import sys
 import traceback
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Callable, Iterable
 
 import torch
 
 from cnnkit import contract
+from cnnkit.check._plain import PlainDataError, _copy_case, _type_name, describe, describe_type, to_plain
+from cnnkit.check._score import Score
 
 __all__ = ["Check", "register", "CHECKS", "Failure", "Verdict", "PlainDataError", "to_plain",
            "ExerciseFailed", "NotImplementedYet", "Score", "judge", "probe", "run_case",
@@ -99,108 +99,8 @@ class Verdict:
 
 
 # ----------------------------------------------------------------------------
-# Plain data
-# ----------------------------------------------------------------------------
-
-class PlainDataError(TypeError):
-    """A value is not plain data (see the module docstring); `type_name` says what it was."""
-
-    def __init__(self, type_name: str, where: str = ""):
-        self.type_name, self.where = type_name, where
-        super().__init__(f"{where or 'value'} is a {type_name}, not plain data")
-
-
-_SCALARS = (type(None), bool, int, float, str)
-_MAX_DEPTH, _MAX_ITEMS = 12, 1_000_000
-
-
-def _type_name(x) -> str:
-    t = type(x)
-    name = t.__qualname__ if isinstance(getattr(t, "__qualname__", None), str) else "object"
-    for base in (bool, int, float, str, list, tuple, dict, torch.Tensor):
-        if t is not base and isinstance(x, base):
-            return f"{name} (a {base.__name__} subclass)"[:120]
-    return name[:120]
-
-
-def _numpy_scalar(x):
-    """numpy scalars and 0-d arrays of exact numpy types -> Python numbers (else None)."""
-    np = sys.modules.get("numpy")
-    if np is None:
-        return None
-    t = type(x)
-    if t is np.ndarray and x.ndim == 0 and x.dtype.kind in "biuf":
-        return _numpy_scalar(x[()])
-    if t in (np.bool_,):
-        return bool(np.bool_.item(x))
-    if t in (np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64):
-        return int(np.integer.item(x))
-    if t in (np.float16, np.float32, np.float64):
-        return float(np.floating.item(x))
-    return None
-
-
-def _plain_tensor(x: torch.Tensor) -> torch.Tensor:
-    """A detached CPU copy of exact class torch.Tensor, bypassing any subclass's overrides."""
-    with torch._C.DisableTorchFunctionSubclass():
-        if x.layout != torch.strided or x.is_meta:
-            raise PlainDataError(f"{x.layout} tensor")
-        y = torch.Tensor.clone(torch.Tensor.cpu(torch.Tensor.detach(x)))
-    y = y.as_subclass(torch.Tensor)
-    if type(y) is not torch.Tensor:
-        raise PlainDataError(_type_name(x))
-    return y
-
-
-def to_plain(x: Any, _depth: int = 0, _count: list | None = None) -> Any:
-    """Convert `x` to plain data or raise PlainDataError; types are checked exactly.
-
-    None/bool/int/float/str pass; numpy scalars become Python numbers; a tensor
-    (or tensor subclass such as nn.Parameter) becomes a detached CPU torch.Tensor;
-    lists, tuples and dicts with str keys are converted item by item. A subclass
-    of int/float/str/list/dict, or any other object, is refused.
-    """
-    count = [0] if _count is None else _count
-    count[0] += 1
-    if _depth > _MAX_DEPTH or count[0] > _MAX_ITEMS:
-        raise PlainDataError("structure nested too deeply or too large")
-    t = type(x)
-    if t in _SCALARS:
-        return x
-    if isinstance(x, torch.Tensor):
-        return _plain_tensor(x)
-    if t is list or t is tuple:
-        items = [to_plain(v, _depth + 1, count) for v in (list.__iter__(x) if t is list else tuple.__iter__(x))]
-        return items if t is list else tuple(items)
-    if t is dict:
-        out = {}
-        for k, v in dict.items(x):
-            if type(k) is not str:
-                raise PlainDataError(f"dict with a {_type_name(k)} key")
-            out[k] = to_plain(v, _depth + 1, count)
-        return out
-    converted = _numpy_scalar(x)
-    if converted is not None:
-        return converted
-    raise PlainDataError(_type_name(x))
-
-
-def _copy_case(case):
-    """A deep copy of a plain case, so an answer that changes its inputs cannot change the reference."""
-    return copy.deepcopy(case)
-
-
-# ----------------------------------------------------------------------------
 # Helpers for compare()
 # ----------------------------------------------------------------------------
-
-def describe(value, limit: int = 80) -> str:
-    """Short description of a plain value for messages: tensors by shape, long values cut."""
-    if isinstance(value, torch.Tensor):
-        return f"tensor of shape {tuple(value.shape)}"
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
-
 
 def number(got, *, what: str = "a number") -> tuple[float | int | None, Failure | None]:
     """Read a plain value as a number: int, float, or a one-element tensor (bool refused)."""
@@ -210,12 +110,6 @@ def number(got, *, what: str = "a number") -> tuple[float | int | None, Failure 
         return got.reshape(()).tolist(), None
     hint = "did you forget `return`?" if got is None else f"return {what}, e.g. a Python float"
     return None, Failure(f"expected {what}, got {describe_type(got)}", hint)
-
-
-def describe_type(got) -> str:
-    if isinstance(got, torch.Tensor):
-        return f"a tensor of shape {tuple(got.shape)}"
-    return "None" if got is None else type(got).__name__
 
 
 def tensor_failure(got, want: torch.Tensor, what: str, hint: str = "", formula: str = "",
@@ -270,7 +164,7 @@ class Check:
     formula: str = ""                         # the full answer, shown after 3 failures or hint(name)
 
     def accepts(self, answer) -> bool:
-        return callable(answer) and not isinstance(answer, type)
+        return callable(answer)
 
     def cases(self, seed: int, n: int) -> list:
         raise NotImplementedError
@@ -351,12 +245,8 @@ def run_case(check: Check, answer, case, *, catch: tuple = (Exception,)) -> dict
     try:
         with _tensor_methods_restored():
             value = check.run(answer, _copy_case(case))
-            return {contract.RESULT_OK: to_plain(value)}
     except NotImplementedError:
         return {contract.RESULT_NOT_IMPLEMENTED: True}
-    except PlainDataError as exc:
-        return {contract.RESULT_RAISED: "PlainDataError", "message": exc.type_name[:contract.MAX_RESULT_MESSAGE],
-                "line": ""}
     except catch as exc:
         try:
             message = str(exc)
@@ -364,6 +254,13 @@ def run_case(check: Check, answer, case, *, catch: tuple = (Exception,)) -> dict
             message = "(no message)"
         return {contract.RESULT_RAISED: type(exc).__name__[:100],
                 "message": message[:contract.MAX_RESULT_MESSAGE], "line": _student_line(exc.__traceback__)}
+    try:
+        return {contract.RESULT_OK: to_plain(value)}
+    except PlainDataError as exc:
+        name = exc.type_name
+    except Exception:                           # e.g. a tensor whose storage cannot be read
+        name = _type_name(value)
+    return {contract.RESULT_RAISED: "PlainDataError", "message": name[:contract.MAX_RESULT_MESSAGE], "line": ""}
 
 
 def probe(name: str, answer, cases_path, results_path) -> None:
@@ -444,8 +341,9 @@ def _judge_one(check: Check, case, result):
         return _failed_result(check, case, result)
     try:
         got = to_plain(result[contract.RESULT_OK])
-    except PlainDataError as exc:
-        return Failure(f"expected {check.returns}, got {exc.type_name}",
+    except Exception as exc:
+        name = exc.type_name if isinstance(exc, PlainDataError) else _type_name(result[contract.RESULT_OK])
+        return Failure(f"expected {check.returns}, got {name}",
                        "return plain numbers, tensors, lists, tuples or dicts (not your own objects)")
     want = check.reference(case)
     try:
@@ -464,15 +362,13 @@ _streak: dict[str, int] = {}          # consecutive failures of each check in th
 _revealed: set[str] = set()           # checks whose formula the student asked for
 
 
-def hint(name: str) -> str:
-    """Show the full hint (the formula) of a check; its next failures show it too."""
+def hint(name: str) -> None:
+    """Print the full hint (the formula) of a check; its next failures show it too."""
     if name not in CHECKS:
-        raise ValueError(f"name must be one of the checks, got {name!r}")
+        raise ValueError(f"name must be one of the checks {sorted(CHECKS)}, got {name!r}")
     _revealed.add(name)
     check = CHECKS[name]
-    text = check.formula or check.hint or "no hint for this check"
-    print(f"{name}: {text}")
-    return text
+    print(f"{name}: {check.formula or check.hint or 'no hint for this check'}")
 
 
 def _shown_hint(check: Check, failure: Failure) -> str:
@@ -527,41 +423,3 @@ def as_function(check: Check) -> Callable:
     fn.__module__ = "cnnkit.check"
     fn.check = check
     return fn
-
-
-# ----------------------------------------------------------------------------
-# Partial credit for hand-written test cells
-# ----------------------------------------------------------------------------
-
-class Score:
-    """Partial credit: make it the LAST expression of a test cell, e.g.
-
-        cnnkit.check.Score(passed_cases, total_cases, points=2)
-
-    Displays three ways: `text/plain` is the points earned as a bare number
-    (what nbgrader's determine_grade parses as partial credit, so `points`
-    should be the cell's points; without it, `possible` is taken as the
-    points), `text/markdown` is the friendly line, and contract.SCORE_MIME
-    holds {"earned": fraction} for cnnkit's grader.
-    """
-
-    def __init__(self, earned: float, possible: float, points: float | None = None):
-        for arg, value in (("earned", earned), ("possible", possible), ("points", points)):
-            if value is not None and (type(value) not in (int, float)):
-                raise TypeError(f"{arg} must be an int or float, got {type(value).__name__}")
-        if possible <= 0:
-            raise ValueError(f"possible must be positive, got {possible}")
-        if points is not None and points < 0:
-            raise ValueError(f"points must be >= 0, got {points}")
-        self.fraction = max(0.0, min(1.0, earned / possible))
-        self.earned, self.possible = earned, possible
-        self.points = possible if points is None else points
-
-    def _repr_mimebundle_(self, include=None, exclude=None):
-        friendly = f"partial credit: {self.earned:g} of {self.possible:g} ({self.fraction:.0%})"
-        return {"text/plain": repr(round(self.fraction * self.points, 6)),
-                "text/markdown": friendly,
-                contract.SCORE_MIME: {"earned": self.fraction}}
-
-    def __repr__(self) -> str:
-        return f"Score({self.earned!r}, {self.possible!r})"

@@ -40,7 +40,7 @@ class TopkAccuracy(Check):
     def compare(self, got, want, case):
         value, failure = number(got, what="a float")
         rows, classes = case["logits"].shape
-        if failure or abs(value - want) > 1e-6:
+        if failure or not abs(value - want) <= 1e-6:
             shown = describe_type(got) if failure else repr(value)
             return Failure(f"for {rows} rows, {classes} classes and k={case['k']} you returned {shown}, "
                            f"expected {want:.4f}")

@@ -246,7 +246,7 @@ class LrGroups(Check):
                 return Failure(f"group {i} does not hold exactly the parameters of layer {i}",
                                "{'params': list(layer.parameters()), 'lr': ...}")
             lr = group["lr"]
-            if type(lr) not in (int, float) or abs(lr - right["lr"]) > 1e-12 * max(1, right["lr"]):
+            if type(lr) not in (int, float) or not abs(lr - right["lr"]) <= 1e-12 * max(1, right["lr"]):
                 return Failure(f"layer {i} of {len(want)} (head_lr={head_lr}, decay={decay}) got lr {lr!r}, "
                                f"expected {right['lr']:.3g}")
         if got["usable"] is not True:
