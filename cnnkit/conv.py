@@ -2,7 +2,11 @@
 
 Nothing here calls ``F.conv2d``, ``F.unfold`` or ``torch.conv2d``: a convolution
 is built from padding, strided views and one matrix product, so you can read
-every step. Autograd flows through all of it.
+every step. Autograd flows through all of it. The semantics are torch's, argument
+for argument (groups, 'same'/'valid' padding, unbatched input, ceil_mode,
+return_indices, count_include_pad, divisor_override, integer dtypes), checked
+against torch's own OpInfo samples in tests/test_conv_opinfo.py. Pooling is in
+cnnkit/pooling.py and re-exported here (conv.max_pool2d, conv.avg_pool2d).
 
 See: notebooks/01_convolutions.ipynb
 """
@@ -15,42 +19,57 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cnnkit.core import require_int
+
 IntOrPair = Union[int, Sequence[int]]
+Padding = Union[int, Sequence[int], str]
 
 __all__ = [
     "conv_output_size",
-    "pool_output_size",
     "conv_params",
     "im2col",
     "conv2d",
     "conv2d_naive",
+    "receptive_field",
+    # from cnnkit.pooling (see __getattr__ at the end)
+    "pool_output_size",
     "max_pool2d",
     "avg_pool2d",
-    "receptive_field",
 ]
 
 
 # ----------------------------------------------------------------------------
 # Argument checking: every public function goes through these, so a bad
-# argument always gets a message that names it.
+# argument always gets a message that names it. Anything torch accepts as an
+# int (Python ints, NumPy integers) is accepted; bools and floats are not
+# (cnnkit.core.require_int).
 # ----------------------------------------------------------------------------
 
 def _pair(value: IntOrPair, name: str, minimum: int) -> tuple[int, int]:
-    """Turn an int or a pair of ints into a pair, checking each is >= minimum."""
-    if isinstance(value, bool):
+    """An int, or a sequence of one or two ints (torch's rule), as a pair of ints >= minimum."""
+    items = tuple(value) if isinstance(value, (tuple, list, torch.Size)) else (value, value)
+    if len(items) not in (1, 2):
         raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
-    if isinstance(value, int):
-        pair = (value, value)
-    elif isinstance(value, (tuple, list, torch.Size)) and len(value) == 2:
-        pair = tuple(value)
-    else:
-        raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
-    for v in pair:
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
-        if v < minimum:
-            raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
-    return pair  # type: ignore[return-value]
+    try:
+        first, second = (require_int(v, name) for v in items * (3 - len(items)))  # (a,) -> (a, a)
+    except TypeError:
+        raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}") from None
+    if min(first, second) < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    return first, second
+
+
+def _as_batch(x: torch.Tensor, name: str = "x") -> tuple[torch.Tensor, bool]:
+    """(N, C, H, W) stays; (C, H, W) becomes (1, C, H, W). Returns the tensor and whether it was unbatched."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.dim() not in (3, 4):
+        raise ValueError(
+            f"{name} must be 3-d (C, H, W) or 4-d (N, C, H, W), got shape {tuple(x.shape)}"
+        )
+    if 0 in x.shape[-3:]:
+        raise ValueError(f"{name} must have non-zero channels, height and width, got shape {tuple(x.shape)}")
+    return (x.unsqueeze(0), True) if x.dim() == 3 else (x, False)
 
 
 def _check_4d(x: torch.Tensor, name: str = "x") -> None:
@@ -67,63 +86,86 @@ def _check_4d(x: torch.Tensor, name: str = "x") -> None:
 # Sizes and parameter counts
 # ----------------------------------------------------------------------------
 
+def _same_padding(kernel_size: int, dilation: int) -> tuple[int, int]:
+    """padding='same' along one axis: (before, after). An even total puts the extra pixel after (torch's rule)."""
+    total = dilation * (kernel_size - 1)
+    return total // 2, total - total // 2
+
+
 def conv_output_size(size: int, kernel_size: int, stride: int = 1,
-                     padding: int = 0, dilation: int = 1) -> int:
+                     padding: int | str = 0, dilation: int = 1) -> int:
     """Output side of a convolution along one axis.
 
     O = floor((I + 2P - K_eff) / S) + 1,  with K_eff = D (K - 1) + 1.
-    For D = 1 this is the notes' O = (I - K + 2P) / S + 1.
+    For D = 1 this is the notes' O = (I - K + 2P) / S + 1. padding='valid' is P = 0;
+    padding='same' (stride 1 only) pads D (K - 1) in total, so O = I.
     """
-    for name, value, minimum in (("size", size, 1), ("kernel_size", kernel_size, 1),
-                                 ("stride", stride, 1), ("padding", padding, 0),
-                                 ("dilation", dilation, 1)):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{name} must be an int, got {value!r}")
-        if value < minimum:
-            raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    size = require_int(size, "size", minimum=1)
+    kernel_size = require_int(kernel_size, "kernel_size", minimum=1)
+    stride = require_int(stride, "stride", minimum=1)
+    dilation = require_int(dilation, "dilation", minimum=1)
+    before, after = _resolve_padding(padding, (kernel_size,), (stride,), (dilation,))[0]
     k_eff = dilation * (kernel_size - 1) + 1
-    if size + 2 * padding < k_eff:
+    if size + before + after < k_eff:
         raise ValueError(
             f"kernel_size {kernel_size} (effective {k_eff} with dilation {dilation}) "
-            f"is larger than the padded input {size} + 2*{padding} = {size + 2 * padding}"
+            f"is larger than the padded input {size} + {before} + {after} = {size + before + after}"
         )
-    return (size + 2 * padding - k_eff) // stride + 1
-
-
-def pool_output_size(size: int, kernel_size: int, stride: int | None = None,
-                     padding: int = 0) -> int:
-    """Output side of a pooling layer along one axis (stride defaults to kernel_size).
-
-    O = floor((I + 2P - P_s) / S) + 1; the notes' formula is the case P = 0.
-    """
-    stride = kernel_size if stride is None else stride
-    if isinstance(kernel_size, int) and isinstance(padding, int) and padding * 2 > kernel_size:
-        raise ValueError(
-            f"padding should be at most half of kernel_size, got padding={padding} "
-            f"and kernel_size={kernel_size}"
-        )
-    return conv_output_size(size, kernel_size, stride, padding, 1)
+    return (size + before + after - k_eff) // stride + 1
 
 
 def conv_params(in_channels: int, out_channels: int, kernel_size: IntOrPair,
-                bias: bool = True) -> int:
+                bias: bool = True, groups: int = 1) -> int:
     """Number of learnable parameters of a Conv2d layer.
 
-    (K_h * K_w * C_in + 1) * C_out with a bias; one kernel spans all input channels
-    and yields one output channel, and each output channel has one bias.
+    (K_h * K_w * C_in / G + 1) * C_out with a bias: each of the C_out kernels spans the
+    C_in / G channels of its group (all of them when G = 1) and has one bias.
+    A depthwise convolution is G = C_in: one K_h x K_w kernel per channel.
     """
-    for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{name} must be an int, got {value!r}")
-        if value < 1:
-            raise ValueError(f"{name} must be >= 1, got {value}")
+    in_channels = require_int(in_channels, "in_channels", minimum=1)
+    out_channels = require_int(out_channels, "out_channels", minimum=1)
+    groups = require_int(groups, "groups", minimum=1)
+    if in_channels % groups or out_channels % groups:
+        raise ValueError(
+            f"in_channels ({in_channels}) and out_channels ({out_channels}) must both be "
+            f"divisible by groups ({groups})"
+        )
     kh, kw = _pair(kernel_size, "kernel_size", 1)
-    return (kh * kw * in_channels + int(bool(bias))) * out_channels
+    return (kh * kw * (in_channels // groups) + int(bool(bias))) * out_channels
 
 
 # ----------------------------------------------------------------------------
 # im2col and convolution
 # ----------------------------------------------------------------------------
+
+def _resolve_padding(padding: Padding, kernel: Sequence[int], stride: Sequence[int],
+                     dilation: Sequence[int]) -> list[tuple[int, int]]:
+    """padding as (before, after) per axis: an int, a pair, 'valid' or 'same'."""
+    if isinstance(padding, str):
+        if padding == "valid":
+            return [(0, 0)] * len(kernel)
+        if padding == "same":
+            if any(s != 1 for s in stride):
+                raise ValueError(f"padding='same' needs stride 1 (as in torch), got stride={tuple(stride)}")
+            return [_same_padding(k, d) for k, d in zip(kernel, dilation)]
+        raise ValueError(f"padding must be an int, a pair, 'valid' or 'same', got {padding!r}")
+    if len(kernel) == 1:
+        p = require_int(padding, "padding", minimum=0)
+        return [(p, p)]
+    return [(p, p) for p in _pair(padding, "padding", 0)]
+
+
+def _unfold(xp: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int],
+            dilation: tuple[int, int], out_hw: tuple[int, int]) -> torch.Tensor:
+    """Windows of an already padded input as a strided view: (N, C, Hp, Wp) -> (N, C, K_h, K_w, H', W')."""
+    xp = xp.contiguous()
+    sN, sC, sH, sW = xp.stride()
+    # view[n, c, i, j, y, x] = xp[n, c, y*S + i*D, x*S + j*D]
+    return xp.as_strided(
+        size=(xp.shape[0], xp.shape[1], *kernel, *out_hw),
+        stride=(sN, sC, sH * dilation[0], sW * dilation[1], sH * stride[0], sW * stride[1]),
+    )
+
 
 def im2col(x: torch.Tensor, kernel_size: IntOrPair, stride: IntOrPair = 1,
            padding: IntOrPair = 0, dilation: IntOrPair = 1) -> torch.Tensor:
@@ -140,135 +182,109 @@ def im2col(x: torch.Tensor, kernel_size: IntOrPair, stride: IntOrPair = 1,
     n, c, h, w = x.shape
     out_h = conv_output_size(h, kh, sh, ph, dh)
     out_w = conv_output_size(w, kw, sw, pw, dw)
-
-    xp = F.pad(x, (pw, pw, ph, ph)).contiguous()         # (N, C, H + 2P, W + 2P)
-    sN, sC, sH, sW = xp.stride()
-    # A strided view: patches[n, c, i, j, y, x] = xp[n, c, y*S + i*D, x*S + j*D].
-    patches = xp.as_strided(
-        size=(n, c, kh, kw, out_h, out_w),
-        stride=(sN, sC, sH * dh, sW * dw, sH * sh, sW * sw),
-    )                                                    # (N, C, K_h, K_w, H', W')
-    return patches.reshape(n, c * kh * kw, out_h * out_w)  # (N, C*K_h*K_w, L)
+    xp = F.pad(x, (pw, pw, ph, ph))                                     # (N, C, H + 2P, W + 2P)
+    patches = _unfold(xp, (kh, kw), (sh, sw), (dh, dw), (out_h, out_w))  # (N, C, K_h, K_w, H', W')
+    return patches.reshape(n, c * kh * kw, out_h * out_w)               # (N, C*K_h*K_w, L)
 
 
-def _check_conv_args(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
-    _check_4d(x, "x")
-    _check_4d(weight, "weight")
-    if weight.shape[1] != x.shape[1]:
+def _conv_setup(x, weight, bias, stride, padding, dilation, groups):
+    """Check every argument; return the batched, padded input and the geometry.
+
+    Returns (xp, unbatched, (K_h, K_w), (S_h, S_w), (D_h, D_w), (H', W'), groups).
+    """
+    x, unbatched = _as_batch(x, "x")
+    if not isinstance(weight, torch.Tensor):
+        raise TypeError(f"weight must be a torch.Tensor, got {type(weight).__name__}")
+    if weight.dim() != 4:
+        raise ValueError(f"weight must be 4-d (C_out, C_in / groups, K_h, K_w), got shape {tuple(weight.shape)}")
+    if weight.dtype != x.dtype or (bias is not None and isinstance(bias, torch.Tensor) and bias.dtype != x.dtype):
+        raise TypeError(
+            f"x, weight and bias must have the same dtype, got {x.dtype}, {weight.dtype}"
+            + (f", {bias.dtype}" if isinstance(bias, torch.Tensor) else "")
+        )
+    groups = require_int(groups, "groups", minimum=1)
+    c_out, c_in_per_group, kh, kw = weight.shape
+    if c_out % groups:
+        raise ValueError(f"weight's out channels ({c_out}) must be divisible by groups ({groups})")
+    if c_in_per_group * groups != x.shape[1]:
         raise ValueError(
             f"channel mismatch: x has {x.shape[1]} channels but weight expects "
-            f"{weight.shape[1]} (weight shape is (C_out, C_in, K_h, K_w) = {tuple(weight.shape)})"
+            f"{c_in_per_group} x groups {groups} = {c_in_per_group * groups} "
+            f"(weight shape is (C_out, C_in / groups, K_h, K_w) = {tuple(weight.shape)})"
         )
-    if bias is not None and tuple(bias.shape) != (weight.shape[0],):
-        raise ValueError(
-            f"bias must have shape ({weight.shape[0]},) to match weight's out channels, "
-            f"got {tuple(bias.shape)}"
-        )
-
-
-def _conv_geometry(x, weight, bias, stride, padding, dilation):
-    """Check the arguments; return the kernel, stride, padding and dilation pairs and (H', W')."""
-    _check_conv_args(x, weight, bias)
-    kh, kw = weight.shape[2:]
-    sh, sw = _pair(stride, "stride", 1)
-    ph, pw = _pair(padding, "padding", 0)
-    dh, dw = _pair(dilation, "dilation", 1)
-    out_h = conv_output_size(x.shape[2], kh, sh, ph, dh)
-    out_w = conv_output_size(x.shape[3], kw, sw, pw, dw)
-    return (kh, kw), (sh, sw), (ph, pw), (dh, dw), (out_h, out_w)
+    if 0 in weight.shape:
+        raise ValueError(f"weight must not be empty, got shape {tuple(weight.shape)}")
+    if bias is not None:
+        if not isinstance(bias, torch.Tensor):
+            raise TypeError(f"bias must be a torch.Tensor or None, got {type(bias).__name__}")
+        if tuple(bias.shape) != (c_out,):
+            raise ValueError(f"bias must have shape ({c_out},) to match weight's out channels, got {tuple(bias.shape)}")
+    stride = _pair(stride, "stride", 1)
+    dilation = _pair(dilation, "dilation", 1)
+    (top, bottom), (left, right) = _resolve_padding(padding, (kh, kw), stride, dilation)
+    out_h = conv_output_size(x.shape[2] + top + bottom, kh, stride[0], 0, dilation[0])
+    out_w = conv_output_size(x.shape[3] + left + right, kw, stride[1], 0, dilation[1])
+    xp = F.pad(x, (left, right, top, bottom))             # (N, C_in, H + P_t + P_b, W + P_l + P_r)
+    return xp, unbatched, (kh, kw), stride, dilation, (out_h, out_w), groups
 
 
 def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
-           stride: IntOrPair = 1, padding: IntOrPair = 0,
-           dilation: IntOrPair = 1) -> torch.Tensor:
+           stride: IntOrPair = 1, padding: Padding = 0, dilation: IntOrPair = 1,
+           groups: int = 1) -> torch.Tensor:
     """2-d convolution (really cross-correlation, as in PyTorch) via im2col + matmul.
 
-    x: (N, C_in, H, W), weight: (C_out, C_in, K_h, K_w), bias: (C_out,)
-    -> (N, C_out, H', W') with H' = floor((H + 2P - D(K-1) - 1) / S) + 1.
+    x: (N, C_in, H, W) or unbatched (C_in, H, W), weight: (C_out, C_in / G, K_h, K_w),
+    bias: (C_out,) -> (N, C_out, H', W') (or (C_out, H', W')),
+    H' = floor((H + 2P - D(K-1) - 1) / S) + 1. padding: int, pair, 'valid' or 'same'.
+    groups G splits the channels into G independent convolutions; G = C_in is a
+    depthwise convolution (one kernel per channel).
     """
-    (kh, kw), (sh, sw), (ph, pw), (dh, dw), (out_h, out_w) = _conv_geometry(
-        x, weight, bias, stride, padding, dilation)
-    n, c_out = x.shape[0], weight.shape[0]
+    xp, unbatched, (kh, kw), stride, dilation, (out_h, out_w), g = _conv_setup(
+        x, weight, bias, stride, padding, dilation, groups)
+    n, c_out = xp.shape[0], weight.shape[0]
 
-    cols = im2col(x, (kh, kw), (sh, sw), (ph, pw), (dh, dw))  # (N, C_in*K_h*K_w, L)
-    out = weight.reshape(c_out, -1) @ cols                   # (N, C_out, L)
+    cols = _unfold(xp, (kh, kw), stride, dilation, (out_h, out_w))  # (N, C_in, K_h, K_w, H', W')
+    cols = cols.reshape(n, g, -1, out_h * out_w)                     # (N, G, C_in/G*K_h*K_w, L)
+    w = weight.reshape(g, c_out // g, -1)                            # (G, C_out/G, C_in/G*K_h*K_w)
+    out = w @ cols                                                   # (N, G, C_out/G, L)
+    out = out.reshape(n, c_out, out_h, out_w)                        # (N, C_out, H', W')
     if bias is not None:
-        out = out + bias.reshape(1, c_out, 1)
-    return out.reshape(n, c_out, out_h, out_w)                # (N, C_out, H', W')
+        out = out + bias.reshape(1, c_out, 1, 1)
+    return out[0] if unbatched else out
 
 
 def conv2d_naive(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
-                 stride: IntOrPair = 1, padding: IntOrPair = 0,
-                 dilation: IntOrPair = 1) -> torch.Tensor:
-    """The same convolution with explicit loops over output pixels: slow, for reading.
+                 stride: IntOrPair = 1, padding: Padding = 0, dilation: IntOrPair = 1,
+                 groups: int = 1) -> torch.Tensor:
+    """The same convolution with explicit loops over groups and output pixels: slow, for reading.
 
-    out[n, f, y, x] = bias[f] + sum_{c,i,j} w[f, c, i, j] * x_pad[n, c, y*S + i*D, x*S + j*D]
+    out[n, f, y, x] = bias[f] + sum_{c,i,j} w[f, c, i, j] * x_pad[n, g*C_g + c, y*S + i*D, x*S + j*D],
+    where g = f // (C_out / G) is the group of output channel f and C_g = C_in / G.
     """
-    (kh, kw), (sh, sw), (ph, pw), (dh, dw), (out_h, out_w) = _conv_geometry(
-        x, weight, bias, stride, padding, dilation)
+    xp, unbatched, (kh, kw), (sh, sw), (dh, dw), (out_h, out_w), g = _conv_setup(
+        x, weight, bias, stride, padding, dilation, groups)
     c_out = weight.shape[0]
-    xp = F.pad(x, (pw, pw, ph, ph))
+    c_in_g, c_out_g = xp.shape[1] // g, c_out // g
 
-    rows = []
-    for y in range(out_h):
-        row = []
-        for x_ in range(out_w):
-            top, left = y * sh, x_ * sw
-            patch = xp[:, :, top:top + dh * (kh - 1) + 1:dh,
-                       left:left + dw * (kw - 1) + 1:dw]          # (N, C_in, K_h, K_w)
-            # every kernel against the same patch: (N, 1, C, Kh, Kw) * (1, F, C, Kh, Kw)
-            row.append((patch.unsqueeze(1) * weight.unsqueeze(0)).sum(dim=(2, 3, 4)))  # (N, C_out)
-        rows.append(torch.stack(row, dim=-1))                      # (N, C_out, W')
-    out = torch.stack(rows, dim=-2)                                # (N, C_out, H', W')
+    groups_out = []
+    for group in range(g):
+        xg = xp[:, group * c_in_g:(group + 1) * c_in_g]               # (N, C_in/G, Hp, Wp)
+        wg = weight[group * c_out_g:(group + 1) * c_out_g]            # (C_out/G, C_in/G, K_h, K_w)
+        rows = []
+        for y in range(out_h):
+            row = []
+            for x_ in range(out_w):
+                top, left = y * sh, x_ * sw
+                patch = xg[:, :, top:top + dh * (kh - 1) + 1:dh,
+                           left:left + dw * (kw - 1) + 1:dw]          # (N, C_in/G, K_h, K_w)
+                # every kernel of the group against the same patch
+                row.append((patch.unsqueeze(1) * wg.unsqueeze(0)).sum(dim=(2, 3, 4)))  # (N, C_out/G)
+            rows.append(torch.stack(row, dim=-1))                     # (N, C_out/G, W')
+        groups_out.append(torch.stack(rows, dim=-2))                  # (N, C_out/G, H', W')
+    out = torch.cat(groups_out, dim=1)                                # (N, C_out, H', W')
     if bias is not None:
         out = out + bias.reshape(1, c_out, 1, 1)
-    return out
-
-
-# ----------------------------------------------------------------------------
-# Pooling
-# ----------------------------------------------------------------------------
-
-def _pool_windows(x: torch.Tensor, kernel_size: IntOrPair, stride: IntOrPair | None,
-                  padding: IntOrPair, pad_value: float) -> torch.Tensor:
-    """All pooling windows as a view: (N, C, H, W) -> (N, C, H', W', K_h * K_w)."""
-    _check_4d(x)
-    kh, kw = _pair(kernel_size, "kernel_size", 1)
-    sh, sw = (kh, kw) if stride is None else _pair(stride, "stride", 1)
-    ph, pw = _pair(padding, "padding", 0)
-    if 2 * ph > kh or 2 * pw > kw:
-        raise ValueError(
-            f"padding should be at most half of kernel_size, got padding={padding!r} "
-            f"and kernel_size={kernel_size!r}"
-        )
-    n, c, h, w = x.shape
-    out_h = pool_output_size(h, kh, sh, ph)
-    out_w = pool_output_size(w, kw, sw, pw)
-    xp = F.pad(x, (pw, pw, ph, ph), value=pad_value).contiguous()
-    sN, sC, sH, sW = xp.stride()
-    windows = xp.as_strided(
-        size=(n, c, out_h, out_w, kh, kw),
-        stride=(sN, sC, sH * sh, sW * sw, sH, sW),
-    )                                                    # (N, C, H', W', K_h, K_w)
-    return windows.reshape(n, c, out_h, out_w, kh * kw)
-
-
-def max_pool2d(x: torch.Tensor, kernel_size: IntOrPair, stride: IntOrPair | None = None,
-               padding: IntOrPair = 0) -> torch.Tensor:
-    """Max over each window, like ``F.max_pool2d`` (padding counts as -inf).
-
-    (N, C, H, W) -> (N, C, H', W'), H' = floor((H + 2P - K) / S) + 1, S defaults to K.
-    """
-    return _pool_windows(x, kernel_size, stride, padding, float("-inf")).amax(dim=-1)
-
-
-def avg_pool2d(x: torch.Tensor, kernel_size: IntOrPair, stride: IntOrPair | None = None,
-               padding: IntOrPair = 0) -> torch.Tensor:
-    """Mean over each window, like ``F.avg_pool2d`` (zero padding counted in the mean).
-
-    (N, C, H, W) -> (N, C, H', W'), H' = floor((H + 2P - K) / S) + 1, S defaults to K.
-    """
-    return _pool_windows(x, kernel_size, stride, padding, 0.0).mean(dim=-1)
+    return out[0] if unbatched else out
 
 
 # ----------------------------------------------------------------------------
@@ -337,3 +353,11 @@ def _step(layer: nn.Module, field: int, jump: int) -> tuple[int, int]:
         )
     k_eff = d * (k - 1) + 1
     return field + (k_eff - 1) * jump, jump * s
+
+
+def __getattr__(name: str):
+    """Pooling lives in cnnkit/pooling.py; cnnkit.conv.max_pool2d etc. still work (PEP 562)."""
+    if name in ("pool_output_size", "max_pool2d", "avg_pool2d"):
+        from cnnkit import pooling
+        return getattr(pooling, name)
+    raise AttributeError(f"module 'cnnkit.conv' has no attribute {name!r}")

@@ -124,6 +124,11 @@ RIGHT = {
     "convolve": lambda img, k: F.conv2d(img[None, None], k[None, None])[0, 0],
     "max_pool": lambda img, s, st: F.max_pool2d(img[None, None], s, st)[0, 0],
     "receptive_field": lambda n, k: n * (k - 1) + 1,
+    "separable_params": lambda c_in, c_out, k: (k * k + 1) * c_in + (c_in + 1) * c_out,
+    # grad_x: full convolution with the flipped kernel; grad_weight: x correlated with grad_out
+    "conv_backward": lambda x, w, g: (
+        conv.conv2d(F.pad(g, (w.shape[3] - 1,) * 2 + (w.shape[2] - 1,) * 2), w.flip(-1, -2).transpose(0, 1)),
+        conv.conv2d(x[:, None], g[:, None]).transpose(0, 1)),
     "sigmoid_grad": lambda x: math.exp(-x) / (1 + math.exp(-x)) ** 2,
     "path_sum": lambda x, y: (1 - math.tanh(x * y + y) ** 2) * (x + 1),
     "numerical_derivative": lambda f, x, eps=1e-5: (f(x + eps) - f(x - eps)) / (2 * eps),
@@ -201,6 +206,12 @@ WRONG = {
     "max_pool": [(lambda img, s, st: F.avg_pool2d(img[None, None], s, st)[0, 0], "wrong values"),
                  (lambda img, s, st: F.max_pool2d(img[None, None], s, 1)[0, 0], "should have shape")],
     "receptive_field": [(lambda n, k: n * k, "the receptive field is"), (lambda n, k: n * (k - 1), "is 3")],
+    "separable_params": [(lambda c_in, c_out, k: (k * k * c_in + 1) * c_out, "you returned"),
+                         (lambda c_in, c_out, k: k * k * c_in + c_in * c_out, "parameters")],
+    "conv_backward": [(lambda x, w, g: (
+        conv.conv2d(F.pad(g, (w.shape[3] - 1,) * 2 + (w.shape[2] - 1,) * 2), w.transpose(0, 1)),   # kernel not flipped
+        conv.conv2d(x[:, None], g[:, None]).transpose(0, 1)), "grad_x"),
+        (lambda x, w, g: None, "pair")],
     "sigmoid_grad": [(lambda x: 0.25, "torch.autograd gives"),
                      (lambda x: 1 / (1 + math.exp(-x)), "at x=0 you returned 0.5")],
     "path_sum": [(lambda x, y: (1 - math.tanh(x * y + y) ** 2) * x, "torch.autograd gives"),   # misses the direct path
@@ -262,12 +273,13 @@ def _fresh_hint_state(monkeypatch):
 
 
 # Checks added by issue 17's teaching pass have their own test files (right, wrong, stub, probe round trip).
-TESTED_ELSEWHERE = {"value_ops", "batch_norm_backward", "net_from_table"}     # tests/test_check_teach_a.py
+TESTED_ELSEWHERE = {"value_ops", "batch_norm_backward", "net_from_table",      # tests/test_check_teach_a.py
+                    "steepest_lr", "train_loop", "augment_with_box", "fine_tuning"}  # tests/test_check_teach_b.py
 
 
 def test_every_check_has_answers_here():
     assert set(RIGHT) == set(WRONG) == set(check.CHECKS) - TESTED_ELSEWHERE
-    assert len(check.CHECKS) == 29 + len(TESTED_ELSEWHERE)
+    assert len(check.CHECKS) == 31 + len(TESTED_ELSEWHERE)
 
 
 @pytest.mark.parametrize("name", list(RIGHT))
@@ -612,7 +624,7 @@ CALL = re.compile(r"cnnkit\.check\.(\w+)\((\w+)(?:, n=(\d+), seed=(\d+))?\)")
 
 def test_notebook_test_cells_are_only_check_calls():
     sources = test_cells()
-    assert len(sources) == 29
+    assert len(sources) == 31
     for source in sources:
         lines = source.splitlines()
         assert lines[1:2] == [contract.BEGIN_HIDDEN] and lines[-1] == contract.END_HIDDEN, source

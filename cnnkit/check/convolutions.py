@@ -190,3 +190,138 @@ class ReceptiveField(Check):
         layers, k = case["num_layers"], case["kernel_size"]
         return _int_failure(got, want, f"{layers} stacked {k}x{k} convolutions (stride 1): you returned {{got!r}}, "
                                        f"the receptive field is {want}")
+
+
+# ----------------------------------------------------------------------------
+# Depthwise separable convolutions and the backward pass of a convolution (issues 16, 17)
+# ----------------------------------------------------------------------------
+
+@register
+class SeparableParams(Check):
+    """fn(in_channels, out_channels, kernel_size) = parameters of depthwise k x k + pointwise 1 x 1 (biases on)."""
+    name, default_n, returns = "separable_params", 60, "an int"
+    hint = ("count the two layers separately, as nn.Conv2d would: the depthwise layer has groups=in_channels, "
+            "so each of its kernels sees ONE channel; the pointwise layer is an ordinary 1x1 convolution")
+    formula = ("depthwise: in_channels kernels of k*k weights + in_channels biases = (k*k + 1) * in_channels; "
+               "pointwise: (in_channels + 1) * out_channels; the answer is their sum")
+
+    def cases(self, seed, n):
+        rng = random.Random(seed)
+        fixed = [(64, 128, 3), (32, 32, 3), (3, 16, 5), (1, 1, 1), (96, 24, 7)]
+        fixed += [(rng.randint(1, 128), rng.randint(1, 128), rng.choice([1, 3, 5, 7])) for _ in range(n - len(fixed))]
+        return [dict(zip(("in_channels", "out_channels", "kernel_size"), c)) for c in fixed]
+
+    def run(self, answer, case):
+        return answer(case["in_channels"], case["out_channels"], case["kernel_size"])
+
+    def reference(self, case):
+        c_in, c_out, k = case["in_channels"], case["out_channels"], case["kernel_size"]
+        return (k * k + 1) * c_in + (c_in + 1) * c_out   # = nn.Conv2d(c_in, c_in, k, groups=c_in) + nn.Conv2d(c_in, c_out, 1)
+
+    def compare(self, got, want, case):
+        c_in, c_out, k = case["in_channels"], case["out_channels"], case["kernel_size"]
+        value, failure = number(got, what="an int")
+        if failure:
+            return failure
+        if value == want:
+            return None
+        standard = (k * k * c_in + 1) * c_out
+        hint = self.hint
+        if value == standard:
+            hint = "that is the count of ONE standard k x k convolution; split it into depthwise + pointwise"
+        elif value == k * k * c_in + c_in * c_out:
+            hint = "close: both layers have biases (nn.Conv2d's default)"
+        elif value == (k * k * c_in + 1) * c_in + (c_in + 1) * c_out:
+            hint = "with groups=in_channels a depthwise kernel spans one channel, not all of them"
+        return Failure(f"in_channels={c_in}, out_channels={c_out}, kernel_size={k}: you returned {value!r}; "
+                       f"nn.Conv2d(groups=in_channels) + a 1x1 nn.Conv2d have {want} parameters", hint)
+
+
+def _conv_backward_reference(x, weight, grad_out):
+    """(grad_x, grad_weight) of sum(conv2d(x, weight) * grad_out), by torch.autograd in float64."""
+    x = x.to(torch.float64).requires_grad_()
+    weight = weight.to(torch.float64).requires_grad_()
+    out = F.conv2d(x[None], weight)[0]                           # (C_out, H', W')
+    return torch.autograd.grad(out, (x, weight), grad_out.to(torch.float64))
+
+
+@register
+class ConvBackward(Check):
+    """fn(x (C_in, H, W), weight (C_out, C_in, K_h, K_w), grad_out (C_out, H', W')) -> (grad_x, grad_weight).
+
+    Stride 1, no padding, no bias; compared with torch.autograd. The answer runs under
+    torch.no_grad(), so it must compute the gradients itself.
+    """
+    name, default_n, returns = "conv_backward", 30, "a pair (grad_x, grad_weight)"
+    hint = ("output (f, i, j) read the window x[:, i:i+K_h, j:j+K_w] with kernel weight[f]; the chain rule sends "
+            "grad_out[f, i, j] back along exactly those products, and every output adds its share")
+    formula = ("for every output position (i, j) and kernel f: "
+               "grad_weight[f] += grad_out[f, i, j] * x[:, i:i+K_h, j:j+K_w]; "
+               "grad_x[:, i:i+K_h, j:j+K_w] += grad_out[f, i, j] * weight[f]  (start both from zeros). "
+               "Equivalently grad_weight = correlation of x with grad_out, and grad_x = 'full' convolution "
+               "of grad_out with the kernel flipped in both axes")
+
+    def cases(self, seed, n):
+        image = torch.tensor(NOTES_IMAGE, dtype=torch.float64)[None]          # (1, 5, 5)
+        kernel = torch.tensor(NOTES_KERNEL, dtype=torch.float64)[None, None]  # (1, 1, 3, 3)
+        asym = torch.arange(6, dtype=torch.float64).reshape(1, 1, 2, 3)       # a kernel whose flip matters
+        cases = [
+            {"x": image, "weight": kernel, "grad_out": torch.ones(1, 3, 3, dtype=torch.float64)},
+            {"x": image.clone(), "weight": asym, "grad_out": torch.ones(1, 4, 3, dtype=torch.float64)},
+        ]
+        gen = torch.Generator().manual_seed(seed)
+        while len(cases) < n:
+            c_in, c_out, kh, kw = (int(v) for v in torch.randint(1, 4, (4,), generator=gen))
+            h, w = (k + int(v) for k, v in zip((kh, kw), torch.randint(0, 5, (2,), generator=gen)))
+            cases.append({"x": torch.randn(c_in, h, w, generator=gen, dtype=torch.float64),
+                          "weight": torch.randn(c_out, c_in, kh, kw, generator=gen, dtype=torch.float64),
+                          "grad_out": torch.randn(c_out, h - kh + 1, w - kw + 1, generator=gen, dtype=torch.float64)})
+        return cases
+
+    def run(self, answer, case):
+        with torch.no_grad():
+            result = answer(case["x"], case["weight"], case["grad_out"])
+        return tuple(result) if type(result) in (tuple, list) else result
+
+    def reference(self, case):
+        return _conv_backward_reference(case["x"], case["weight"], case["grad_out"])
+
+    def compare(self, got, want, case):
+        shapes = (f"x {tuple(case['x'].shape)}, weight {tuple(case['weight'].shape)}, "
+                  f"grad_out {tuple(case['grad_out'].shape)}")
+        if type(got) is not tuple or len(got) != 2:
+            return Failure(f"expected a pair (grad_x, grad_weight), got {describe_type(got)}",
+                           "return grad_x, grad_weight" if got is not None else "did you forget `return`?")
+        grad_x, grad_w = got
+        want_x, want_w = want
+        x, weight, grad_out = case["x"], case["weight"], case["grad_out"]
+        for what, value, expected, shape_of in (("grad_weight", grad_w, want_w, "weight"),
+                                                ("grad_x", grad_x, want_x, "x")):
+            if type(value) is not torch.Tensor:
+                return Failure(f"{what}: expected a tensor, got {describe_type(value)}", self.hint)
+            if tuple(value.shape) != tuple(expected.shape):
+                return Failure(f"for {shapes}, {what} must have the shape of {shape_of} {tuple(expected.shape)}, "
+                               f"you returned {tuple(value.shape)}", "a gradient has the shape of what it is the "
+                               "gradient of")
+            if not value.is_floating_point():
+                return Failure(f"{what}: expected a floating-point tensor, got {value.dtype}",
+                               "start from torch.zeros_like(x) / torch.zeros_like(weight)")
+            value = value.to(torch.float64)
+            if not torch.allclose(value, expected, atol=1e-5, rtol=1e-4):
+                return Failure(f"for {shapes}, {what} differs from torch.autograd by up to "
+                               f"{(value - expected).abs().nan_to_num(float('inf')).max().item():.3g}",
+                               self._nudge(what, value, x, weight, grad_out))
+        return None
+
+    @staticmethod
+    def _nudge(what, value, x, weight, grad_out) -> str:
+        """A hint aimed at the mistake the wrong gradient looks like."""
+        flipped_x = _conv_backward_reference(x, weight.flip(-1, -2), grad_out)[0]
+        if what == "grad_x" and torch.allclose(value, flipped_x, atol=1e-6):
+            return ("your grad_x is what the kernel flipped upside down and left-right would give: "
+                    "each output sends its gradient back to the pixels it READ, with the weight that read them")
+        if what == "grad_weight" and torch.allclose(value, _conv_backward_reference(x, weight, grad_out)[1].flip(-1, -2),
+                                                    atol=1e-6):
+            return "your grad_weight is flipped: weight[f, c, u, v] multiplied x[c, i+u, j+v] for every (i, j)"
+        return ("neighbouring windows overlap: a pixel read by several outputs collects gradient from each of them "
+                "(+=, not =), and grad_weight sums over all output positions")
