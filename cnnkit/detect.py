@@ -26,7 +26,8 @@ import torch.nn.functional as F
 
 __all__ = ["box_iou", "nms", "batched_nms", "roi_pool", "encode_boxes", "decode_boxes",
            "precision_recall", "average_precision", "mean_average_precision",
-           "sliding_windows", "edge_proposals", "selective_search", "proposal_recall", "anchors"]
+           "sliding_windows", "edge_proposals", "selective_search", "proposal_recall", "anchors",
+           "warp_boxes", "assign_labels", "sample_regions", "detections_from_scores"]
 
 # torchvision's BoxCoder clamps dw, dh at log(1000 / 16) so exp() cannot overflow.
 BBOX_XFORM_CLIP = math.log(1000.0 / 16)
@@ -540,3 +541,72 @@ def anchors(feature_size, stride: int, sizes=(16, 32, 64), ratios=(0.5, 1.0, 2.0
                             indexing="ij")
     centres = torch.stack([cx, cy], -1).reshape(-1, 1, 2)                                        # (H'W', 1, 2)
     return torch.cat([centres - shapes / 2, centres + shapes / 2], -1).reshape(-1, 4)
+
+
+# ----------------------------------------------------------------------------
+# R-CNN's plumbing: warp regions, label proposals, sample training regions, post-process
+# ----------------------------------------------------------------------------
+
+def warp_boxes(images: torch.Tensor, boxes: list, size: int) -> torch.Tensor:
+    """Cut every box out of its image and resize it to size x size (bilinear), ignoring the aspect
+    ratio, as R-CNN warps each proposal: images (N, C, H, W), boxes list of N (L_i, 4) -> (sum L_i, C, size, size)."""
+    from torchvision.ops import roi_align
+    return roi_align(images, [b.to(images.dtype) for b in boxes], output_size=size, spatial_scale=1.0,
+                     sampling_ratio=2, aligned=True)
+
+
+def assign_labels(proposals: torch.Tensor, gt_boxes: torch.Tensor, gt_labels: torch.Tensor,
+                  background: int, fg_iou: float = 0.5, bg_iou: float = 0.3):
+    """Label each proposal by its best-overlapping ground truth: (labels (N,), matched boxes (N, 4), IoU (N,)).
+
+    IoU >= fg_iou: that object's class; IoU < bg_iou: `background`; in between: -1 (ignored),
+    as in R-CNN's fine-tuning.
+    """
+    if len(gt_boxes) == 0:
+        return (torch.full((len(proposals),), background), torch.zeros(len(proposals), 4),
+                torch.zeros(len(proposals)))
+    iou, best = box_iou(proposals, gt_boxes).max(1)                 # (N,), (N,)
+    labels = gt_labels[best].clone()
+    labels[iou < fg_iou] = -1
+    labels[iou < bg_iou] = background
+    return labels, gt_boxes[best], iou
+
+
+def sample_regions(target: dict, image_size: int, n_jitter: int, n_random: int,
+                   generator: torch.Generator) -> torch.Tensor:
+    """Training regions for one scene: jittered copies of each ground-truth box (they play the part of
+    proposals that hit the object) and random boxes (mostly background) -> (K, 4)."""
+    gt = target["boxes"]
+    parts = []
+    if len(gt):
+        wh = (gt[:, 2:] - gt[:, :2]).repeat_interleave(n_jitter, 0)             # (G*n, 2)
+        centre = (gt[:, :2] + gt[:, 2:]).repeat_interleave(n_jitter, 0) / 2
+        centre = centre + wh * 0.15 * torch.randn(len(wh), 2, generator=generator)
+        wh = wh * torch.exp(0.2 * torch.randn(len(wh), 2, generator=generator))
+        parts.append(torch.cat([centre - wh / 2, centre + wh / 2], 1))
+    size = 10 + torch.rand(n_random, 2, generator=generator) * 50
+    corner = torch.rand(n_random, 2, generator=generator) * (image_size - size)
+    parts.append(torch.cat([corner, corner + size], 1))
+    return torch.cat(parts).clamp(0, image_size)
+
+
+def detections_from_scores(proposals: torch.Tensor, probs: torch.Tensor, deltas: torch.Tensor | None = None,
+                           score_threshold: float = 0.05, nms_threshold: float = 0.3) -> dict:
+    """R-CNN's last step: every (proposal, class) pair scored above the threshold, its box moved by the
+    class's regression deltas, then NMS per class.
+
+    proposals (N, 4), probs (N, K + 1) with the background last, deltas (N, K, 4) or None
+    -> {"boxes" (D, 4), "scores" (D,), "labels" (D,)}.
+    """
+    n, k = probs.shape[0], probs.shape[1] - 1
+    scores = probs[:, :k]                                            # (N, K), background dropped
+    boxes = proposals[:, None].expand(n, k, 4)                       # (N, K, 4)
+    if deltas is not None:
+        boxes = decode_boxes(proposals.repeat_interleave(k, 0), deltas.reshape(-1, 4)).reshape(n, k, 4)
+    labels = torch.arange(k).expand(n, k)
+    keep = scores > score_threshold
+    boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+    boxes = torch.cat([boxes[:, :2].clamp(min=0), boxes[:, 2:]], 1)
+    boxes = torch.cat([boxes[:, :2], boxes[:, 2:].maximum(boxes[:, :2])], 1)   # keep x2 >= x1 after decoding
+    kept = batched_nms(boxes, scores, labels, nms_threshold)
+    return {"boxes": boxes[kept], "scores": scores[kept], "labels": labels[kept]}
