@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 __all__ = ["box_iou", "nms", "batched_nms", "roi_pool", "encode_boxes", "decode_boxes",
            "precision_recall", "average_precision", "mean_average_precision",
-           "sliding_windows", "edge_proposals", "selective_search", "proposal_recall", "anchors",
+           "sliding_windows", "edge_proposals", "selective_search", "first_hits", "proposal_recall", "anchors",
            "warp_boxes", "assign_labels", "sample_regions", "detections_from_scores"]
 
 # torchvision's BoxCoder clamps dw, dh at log(1000 / 16) so exp() cannot overflow.
@@ -507,20 +507,32 @@ def selective_search(image, scales=(50, 150), sigma: float = 0.8, min_size: int 
     return _unique_boxes([box for _, box in ranked])
 
 
-def proposal_recall(proposals: list, ground_truth: list, k: int | None = None,
-                    iou_threshold: float = 0.5) -> float:
-    """Share of ground-truth boxes covered (IoU >= threshold) by one of the first `k` proposals.
+def first_hits(proposals: list, ground_truth: list, iou_threshold: float = 0.5) -> torch.Tensor:
+    """For every ground-truth box, the rank of the first proposal with IoU >= threshold (inf if none).
 
     proposals: one (N_i, 4) tensor per image; ground_truth: one (G_i, 4) tensor (or target dict) per image.
+    Recall with the first k proposals is ``(first_hits(...) < k).float().mean()``.
     """
-    hit, total = 0, 0
+    ranks = []
     for props, gt in zip(proposals, ground_truth):
         gt = gt["boxes"] if isinstance(gt, dict) else gt
-        props = props[:k] if k is not None else props
-        total += len(gt)
-        if len(gt) and len(props):
-            hit += int((box_iou(gt, props).max(1).values >= iou_threshold).sum())
-    return hit / max(total, 1)
+        if len(gt) == 0:
+            continue
+        if len(props) == 0:
+            ranks.append(torch.full((len(gt),), float("inf")))
+            continue
+        hit = box_iou(gt, props) >= iou_threshold                          # (G, N)
+        first = hit.float().argmax(1).float()                              # first True (0 if none)
+        ranks.append(torch.where(hit.any(1), first, torch.tensor(float("inf"))))
+    return torch.cat(ranks) if ranks else torch.zeros(0)
+
+
+def proposal_recall(proposals: list, ground_truth: list, k: int | None = None,
+                    iou_threshold: float = 0.5) -> float:
+    """Share of ground-truth boxes covered (IoU >= threshold) by one of the first `k` proposals (all if None)."""
+    ranks = first_hits(proposals, ground_truth, iou_threshold)
+    limit = float("inf") if k is None else k
+    return float((ranks < limit).float().mean()) if len(ranks) else 0.0
 
 
 # ----------------------------------------------------------------------------

@@ -340,3 +340,18 @@ def test_anchors_layout():
     widths, heights = a[:3, 2] - a[:3, 0], a[:3, 3] - a[:3, 1]
     torch.testing.assert_close(widths * heights, torch.full((3,), 32.0 ** 2))
     torch.testing.assert_close(heights / widths, torch.tensor([0.5, 1.0, 2.0]))
+
+
+def test_first_hits_and_recall_match_a_brute_force_count():
+    gen = torch.Generator().manual_seed(11)
+    props = [random_boxes(gen, int(torch.randint(0, 30, (1,), generator=gen)), integer=True) for _ in range(12)]
+    truth = [random_boxes(gen, int(torch.randint(0, 4, (1,), generator=gen)), integer=True) + torch.tensor([0, 0, 1.0, 1])
+             for _ in range(12)]
+    for k in (1, 5, 10, None):
+        hits = total = 0
+        for p, t in zip(props, truth):
+            top = p if k is None else p[:k]
+            for g in t:
+                total += 1
+                hits += any(detect.box_iou(g[None], b[None]).item() >= 0.5 for b in top)
+        assert detect.proposal_recall(props, truth, k) == pytest.approx(hits / total)
