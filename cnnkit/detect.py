@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 __all__ = ["box_iou", "nms", "batched_nms", "roi_pool", "encode_boxes", "decode_boxes",
-           "precision_recall", "average_precision", "mean_average_precision",
+           "precision_recall", "average_precision", "match_detections", "mean_average_precision",
            "sliding_windows", "edge_proposals", "selective_search", "first_hits", "proposal_recall", "anchors",
            "warp_boxes", "assign_labels", "sample_regions", "detections_from_scores"]
 
@@ -274,8 +274,10 @@ def average_precision(precision, recall) -> float:
     return float(((r[steps + 1] - r[steps]) * p[steps + 1]).sum())
 
 
-def _match(detections: list[dict], ground_truth: list[dict], label: int, iou_threshold: float):
-    """Scores and TP flags of every detection of class `label`, and the number of ground-truth boxes."""
+def match_detections(detections: list[dict], ground_truth: list[dict], label: int, iou_threshold: float = 0.5):
+    """Scores and true-positive flags of every detection of class `label`, and the number of its
+    ground-truth boxes: (scores (D,), is_tp (D,), num_gt). Matching is per image, so the flags of
+    a subset of images are the subset of the flags (what a bootstrap over images needs)."""
     scores, flags, num_gt = [], [], 0
     for det, gt in zip(detections, ground_truth):
         gt_boxes = gt["boxes"][gt["labels"] == label]
@@ -327,7 +329,7 @@ def mean_average_precision(detections: list[dict], ground_truth: list[dict],
     labels = sorted({int(x) for gt in ground_truth for x in gt["labels"].tolist()})
     ap = {}
     for label in labels:
-        scores, flags, num_gt = _match(detections, ground_truth, label, iou_threshold)
+        scores, flags, num_gt = match_detections(detections, ground_truth, label, iou_threshold)
         ap[label] = average_precision(*precision_recall(scores, flags, num_gt)) if len(scores) else 0.0
     return {"map": float(np.mean(list(ap.values()))) if ap else float("nan"), "ap": ap}
 
