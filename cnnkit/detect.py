@@ -183,24 +183,28 @@ def roi_pool(input: torch.Tensor, boxes, output_size, spatial_scale: float = 1.0
     roi_h = (end_h - start_h + 1).clamp(min=1).to(input.dtype)
     bin_h, bin_w = roi_h / ph, roi_w / pw                                          # (K,)
 
-    def bin_masks(bin_size, start, pooled, length):
-        """(K, pooled, length): which rows (or columns) fall in each bin."""
+    def bin_edges(bin_size, start, pooled, length):
+        """(K, pooled) first and last+1 row (or column) of each bin, clipped to the map."""
         k = torch.arange(pooled, dtype=input.dtype)                               # (pooled,)
         lo = torch.floor(k[None] * bin_size[:, None]).long() + start[:, None]     # (K, pooled)
         hi = torch.ceil((k[None] + 1) * bin_size[:, None]).long() + start[:, None]
-        lo, hi = lo.clamp(0, length), hi.clamp(0, length)
-        pos = torch.arange(length)
-        return (pos >= lo[..., None]) & (pos < hi[..., None])
+        return lo.clamp(0, length).tolist(), hi.clamp(0, length).tolist()
 
-    rows = bin_masks(bin_h, start_h, ph, height)                                   # (K, ph, H)
-    cols = bin_masks(bin_w, start_w, pw, width)                                    # (K, pw, W)
-    feats = input[rois[:, 0].long()]                                               # (K, C, H, W)
-    # The max over a rectangle is the max over its rows of the max over its columns.
-    neg = torch.finfo(input.dtype).min
-    per_col = feats[:, :, :, None, :].masked_fill(~cols[:, None, None], neg).amax(-1)    # (K, C, H, pw)
-    pooled = per_col[:, :, None].masked_fill(~rows[:, None, :, :, None], neg).amax(3)    # (K, C, ph, pw)
-    empty = ~(rows.any(-1)[:, :, None] & cols.any(-1)[:, None, :])                 # (K, ph, pw)
-    return pooled.masked_fill(empty[:, None], 0.0)
+    h_lo, h_hi = bin_edges(bin_h, start_h, ph, height)
+    w_lo, w_hi = bin_edges(bin_w, start_w, pw, width)
+    batch = rois[:, 0].long().tolist()
+    out = []
+    for k in range(len(rois)):                                                     # one region at a time
+        fmap = input[batch[k]]                                                     # (C, H, W)
+        cells = []
+        for i in range(ph):
+            for j in range(pw):
+                if h_hi[k][i] <= h_lo[k][i] or w_hi[k][j] <= w_lo[k][j]:
+                    cells.append(input.new_zeros(c))                               # an empty bin gives 0
+                else:
+                    cells.append(fmap[:, h_lo[k][i]:h_hi[k][i], w_lo[k][j]:w_hi[k][j]].amax(dim=(1, 2)))
+        out.append(torch.stack(cells, 1).view(c, ph, pw))                         # (C, ph, pw)
+    return torch.stack(out)
 
 
 # ----------------------------------------------------------------------------
