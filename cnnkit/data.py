@@ -378,3 +378,9 @@ def load_faces() -> tuple[torch.Tensor, torch.Tensor]:
     images = (images - images.min()) / (images.max() - images.min())
     labels = torch.cat([torch.ones(100), torch.zeros(100)]).long()     # the first 100 are faces
     return images.unsqueeze(1), labels
+
+
+# Detection scenes live in their own module (lecture 08); re-exported here with the other datasets.
+from cnnkit.scenes import ShapeScenes  # noqa: E402  (cnnkit.scenes imports the helpers above)
+
+__all__ += ["ShapeScenes"]

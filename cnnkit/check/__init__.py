@@ -21,8 +21,8 @@ See: notebooks/01_convolutions.ipynb
 from __future__ import annotations
 
 # Importing a lesson's module registers its checks.
-from cnnkit.check import (architectures, augmentation, backprop, convolutions, normalization,  # noqa: F401
-                          training, transfer)
+from cnnkit.check import (architectures, augmentation, backprop, convolutions, detection,  # noqa: F401
+                          normalization, training, transfer)
 from cnnkit.check._core import (CHECKS, Check, ExerciseFailed, Failure, NotImplementedYet, PlainDataError,
                                 Score, Verdict, as_function, hint, judge, probe, register, to_plain)
 
