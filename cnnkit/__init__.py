@@ -5,7 +5,7 @@ Each module belongs to a lesson; its docstring says which one.
     setup()        seeds everything and picks a device      (every notebook)
     core           setup, eval_mode, the argument checks (require_int: TypeError / ValueError)
     data           SmallMNIST and other small real datasets   (data/)
-    conv           convolution and pooling from scratch       (01_convolutions)
+    conv, pooling  convolution and pooling from scratch, torch's semantics (01_convolutions)
     autograd       a scalar autograd engine                   (02_backprop)
     norm, init     batch/layer norm, initialisation schemes   (03_normalization)
     models         LeNet ... ResNet, EfficientNet-Lite0       (04_architectures, 07_transfer_learning)
@@ -16,8 +16,11 @@ Each module belongs to a lesson; its docstring says which one.
     train          fit / evaluate / predict with live curves  (every notebook; 05_training)
       checkpoint, lr_finder, monitor, batches: fit's helpers (public names also in train)
     plot           image grids, filters, feature maps, curves (every notebook)
-    check          exercise checks with immediate feedback    (every notebook)
-    grading        release and grading tools: python -m cnnkit (README, "For instructors")
+    lessons        longer experiment code of lessons 05-07, kept out of the notebooks
+    detect, scenes boxes, IoU, NMS, RoI pooling, AP, proposals; scenes with boxes (08_detection)
+    check          exercise checks with immediate feedback, one module per lesson (every notebook)
+    instructor     release and grading tools, never imported by a lesson: python -m cnnkit
+                   (README, "For instructors")
 
 Nothing heavy happens on ``import cnnkit``: each submodule is imported the first
 time it is used (``cnnkit.plot``, ``from cnnkit import models``), so a script that
@@ -31,9 +34,9 @@ from cnnkit.core import eval_mode, get_device, setup
 __version__ = "0.1.0"
 
 # Submodules loaded on first access as attributes: cnnkit.conv, cnnkit.check, ...
-_SUBMODULES = ("autograd", "batches", "check", "checkpoint", "conv", "core", "data", "grading", "init",
-               "lr_finder", "models", "monitor", "nbtools", "norm", "plot", "pretrained", "train", "transfer",
-               "tta")
+_SUBMODULES = ("autograd", "batches", "check", "checkpoint", "conv", "core", "data", "detect", "init",
+               "instructor", "lessons", "lr_finder", "models", "monitor", "norm", "plot", "pooling", "pretrained",
+               "scenes", "train", "transfer", "tta")
 # Names re-exported from a submodule, also loaded on first access: cnnkit.fit is cnnkit.train.fit.
 _FROM_SUBMODULE = {"fit": "train", "evaluate": "train", "predict": "train", "History": "train"}
 

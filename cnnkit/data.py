@@ -380,7 +380,14 @@ def load_faces() -> tuple[torch.Tensor, torch.Tensor]:
     return images.unsqueeze(1), labels
 
 
-# Detection scenes live in their own module (lecture 08); re-exported here with the other datasets.
-from cnnkit.scenes import ShapeScenes  # noqa: E402  (cnnkit.scenes imports the helpers above)
-
+# Detection scenes live in their own module (lecture 08), which builds on the helpers above;
+# re-exported here with the other datasets, on first use (PEP 562), so that either module
+# can be imported first without a circular import.
 __all__ += ["ShapeScenes"]
+
+
+def __getattr__(name: str):
+    if name == "ShapeScenes":
+        from cnnkit.scenes import ShapeScenes
+        return ShapeScenes
+    raise AttributeError(f"module 'cnnkit.data' has no attribute {name!r}")

@@ -274,7 +274,8 @@ def _fresh_hint_state(monkeypatch):
 
 # Checks added by issue 17's teaching pass have their own test files (right, wrong, stub, probe round trip).
 TESTED_ELSEWHERE = {"value_ops", "batch_norm_backward", "net_from_table",      # tests/test_check_teach_a.py
-                    "steepest_lr", "train_loop", "augment_with_box", "fine_tuning"}  # tests/test_check_teach_b.py
+                    "steepest_lr", "train_loop", "augment_with_box", "fine_tuning",  # tests/test_check_teach_b.py
+                    "iou", "nms", "encode_boxes", "average_precision", "filter_proposals"}  # test_check_detection.py
 
 
 def test_every_check_has_answers_here():

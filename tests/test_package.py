@@ -41,6 +41,15 @@ def test_names_of_the_package_still_resolve_on_first_use():
     assert out == "True True cnnkit.conv cnnkit.check cnnkit.models.resnet True False"
 
 
+@pytest.mark.parametrize("name", ["data", "scenes", "detect", "conv", "pooling", "check", "train", "models"])
+def test_submodule_imports_first_in_a_fresh_process(name):
+    """No circular imports: each of the modules that import one another can be imported first."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    done = subprocess.run([sys.executable, "-c", f"import cnnkit.{name}"], capture_output=True, text=True,
+                          env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
 def test_importing_plot_changes_no_matplotlib_setting():
     # rcParams["backend"] is left out: reading it resolves the backend, which imports pyplot.
     out = run_python("import matplotlib, sys\n"
