@@ -12,9 +12,19 @@ from __future__ import annotations
 import random
 
 import torch
-import torchvision.ops as ops
 
 from cnnkit.check._core import Check, Failure, describe_type, number, register, tensor_failure
+
+
+class _LazyOps:
+    """torchvision.ops, imported on first use: `import cnnkit.check` must not import torchvision."""
+
+    def __getattr__(self, name):
+        import torchvision.ops
+        return getattr(torchvision.ops, name)
+
+
+ops = _LazyOps()
 
 
 def _random_box(rng: random.Random, span: int = 40, size: int = 25) -> list[float]:
