@@ -342,3 +342,32 @@ def test_judge_never_crashes_on_forged_or_odd_results(name):
                    (torch.zeros(2), 1, None), {"raised": 5}, {"problem": "inherited", "missing": 7}):
         verdict = _core.judge(chk, cases, [{"ok": forged}] * 3)
         assert verdict.status == "failed" and verdict.message, forged
+
+
+class LogLetsMathRaise(GoodValue):         # math.log(0.0) raises ValueError('math domain error'), not the student's
+    def log(self):
+        if self.data < 0:
+            raise ValueError(f"log needs a > 0, got {self.data}")
+        return Value(math.log(self.data), "", (self,), "log", (1.0 / self.data,))
+
+
+class LogMessageless(GoodValue):
+    def log(self):
+        if self.data <= 0:
+            raise ValueError()
+        return Value(math.log(self.data), "", (self,), "log", (1.0 / self.data,))
+
+
+@pytest.mark.parametrize("answer", [LogLetsMathRaise, LogMessageless])
+def test_value_ops_log_error_message_must_be_the_students_own(answer):
+    fails(check.value_ops, answer, r"log of -?[01].0 raised ValueError\(.*the message should be yours")
+
+
+def test_value_ops_accepts_messages_that_say_positive_or_the_value():
+    class SaysPositive(GoodValue):
+        def log(self):
+            if self.data <= 0:
+                raise ValueError("log is only defined for positive numbers")
+            return Value(math.log(self.data), "", (self,), "log", (1.0 / self.data,))
+    check.value_ops(SaysPositive)
+    check.value_ops(GoodValue)

@@ -187,6 +187,16 @@ def _random_graph(rng: random.Random) -> dict:
     return {"leaves": leaves, "ops": ops}
 
 
+def _says_why(message, a) -> bool:
+    """Whether a ValueError message for log(a), a <= 0, is the student's own: it says that a must be
+    positive (or > 0), or names the value it got. Python's own 'math domain error' says neither."""
+    if type(message) is not str:
+        return False
+    text = message.lower()
+    return any(word in text for word in ("positive", ">", "<=", "< 0", "<0")) or \
+        any(v in text for v in {repr(a), str(a), f"{a:g}"})
+
+
 @register
 class ValueOps(Check):
     """cls: a subclass of cnnkit.autograd.Value with its own exp() and log(), on random graphs vs torch.autograd."""
@@ -197,7 +207,8 @@ class ValueOps(Check):
             "try it at a = 1")
     formula = ("exp: Value(e, '', (self,), 'exp', (e,)) with e = math.exp(self.data), since d e^a/da = e^a; "
                "log: Value(math.log(a), '', (self,), 'log', (1 / a,)) with a = self.data > 0, since d log(a)/da = 1/a; "
-               "log of a <= 0 raises ValueError")
+               "log of a <= 0 raises ValueError(f'log needs a > 0, got {a}'), with your own message: "
+               "math.log(0.0) raises 'math domain error', which says neither what is wrong nor the value")
 
     def accepts(self, answer) -> bool:
         return isinstance(answer, type)
@@ -208,12 +219,13 @@ class ValueOps(Check):
                  {"leaves": [2.0], "ops": [["log", 0]]},                       # slope 1/2, not log 2
                  {"leaves": [0.5], "ops": [["exp", 0], ["log", 1]]},           # log(exp(a)) = a: slope 1
                  {"leaves": [1.5, -0.7], "ops": [["log", 0], ["mul", 2, 0], ["exp", 1], ["add", 3, 4]]},
-                 {"leaves": [-1.0], "ops": [], "log_of_nonpositive": True}]
+                 {"leaves": [-1.0], "ops": [], "log_of_nonpositive": True},
+                 {"leaves": [0.0], "ops": [], "log_of_nonpositive": True}]    # math.log raises its own message
         return fixed + [_random_graph(rng) for _ in range(max(0, n - len(fixed)))]
 
     def describe_case(self, case):
         if case.get("log_of_nonpositive"):
-            return "log of -1.0"
+            return f"log of {case['leaves'][0]}"
         return f"leaves {case['leaves']}, ops {case['ops']}"
 
     def run(self, answer, case):
@@ -231,8 +243,8 @@ class ValueOps(Check):
         if case.get("log_of_nonpositive"):
             try:
                 answer.log(answer(case["leaves"][0]))
-            except ValueError:
-                return {"raised": "ValueError"}
+            except ValueError as exc:
+                return {"raised": "ValueError", "message": str(exc)}
             except Exception as exc:                 # the wrong kind of error
                 return {"raised": type(exc).__name__}
             return {"raised": None}
@@ -281,10 +293,17 @@ class ValueOps(Check):
                            "an operation returns a new node of the graph, e.g. "
                            "Value(result, '', (self,), 'exp', (local_derivative,))")
         if "raised" in want:
+            a = case["leaves"][0]
             if got.get("raised") != "ValueError":
                 what = "returned a node" if got.get("raised") is None else f"raised {got.get('raised')}"
-                return Failure(f"log of -1.0 {what}; it must raise ValueError (log is defined for a > 0 only)",
+                return Failure(f"log of {a} {what}; it must raise ValueError (log is defined for a > 0 only)",
                                "check self.data before computing, and raise ValueError with a message")
+            message = got.get("message")
+            if not _says_why(message, a):
+                return Failure(f"log of {a} raised ValueError({message!r}); the message should be yours and say "
+                               f"what is wrong: that a must be positive, or which value ({a}) it got",
+                               "test self.data <= 0 yourself before calling math.log, and raise "
+                               "ValueError with a message that names the problem")
             return None
         data, grads = got.get("data"), got.get("grads")
         if type(data) is not list or len(data) != len(want["data"]) or type(grads) is not list \
