@@ -35,6 +35,17 @@ def right_nms(boxes, scores, threshold):
     return keep
 
 
+def nms_ties_reversed(boxes, scores, threshold):   # right, but exactly tied scores in reverse index order
+    order = sorted(range(len(boxes)), key=lambda i: (-float(scores[i]), -i))
+    keep, removed = [], set()
+    for i in order:
+        if i in removed:
+            continue
+        keep.append(i)
+        removed |= {j for j in range(len(boxes)) if right_iou(boxes[i].tolist(), boxes[j].tolist()) > threshold}
+    return keep
+
+
 def nms_ge(boxes, scores, threshold):          # removes boxes at exactly the threshold too
     keep, removed = [], set()
     for i in scores.argsort(descending=True, stable=True).tolist():
@@ -105,7 +116,7 @@ def filter_swapped_axes(boxes, image_size, min_size):    # clips x to H and y to
 
 RIGHT = {
     "iou": [right_iou, lambda a, b: float(ops.box_iou(torch.tensor([a]), torch.tensor([b]))[0, 0])],
-    "nms": [right_nms, detect.nms, ops.nms],
+    "nms": [right_nms, detect.nms, ops.nms, nms_ties_reversed],
     "encode_boxes": [right_encode, detect.encode_boxes],
     "average_precision": [right_ap, detect.average_precision],
     "filter_proposals": [right_filter],
@@ -155,3 +166,17 @@ def test_grading_mode_agrees(name):
     for answers, status in ((RIGHT, "passed"), (WRONG, "failed")):
         results = [run_case(chk, answers[name][0], case) for case in cases]
         assert judge(chk, cases, results).status == status
+
+
+def test_nms_accepts_any_order_among_exactly_tied_scores_only():
+    boxes = torch.tensor([[0.0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30]])
+    case = {"boxes": boxes.tolist(), "scores": [0.8, 0.8, 0.5], "iou_threshold": 0.5}
+    nms = CHECKS["nms"]
+    want = nms.reference(case)
+    assert want[0] == [0, 2]
+    assert nms.compare([1, 2], want, case) is None           # the tie broken the other way
+    assert nms.compare([2, 1], want, case) is not None       # 0.5 before 0.8: wrong order
+    assert nms.compare([0, 1, 2], want, case) is not None    # the duplicate kept
+    assert nms.compare([1, 1, 2], want, case) is not None
+    untied = dict(case, scores=[0.8, 0.7, 0.5])
+    assert nms.compare([1, 2], nms.reference(untied), untied) is not None
