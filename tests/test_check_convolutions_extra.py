@@ -143,3 +143,43 @@ def test_formula_only_after_repeated_failures(capsys):
     capsys.readouterr()
     check.hint("conv_backward")                  # prints the formula tier
     assert "full' convolution" in capsys.readouterr().out
+
+
+# --- convolve: NumPy results are accepted, integer outputs get their own hint ----------------
+
+def _convolve_loops(image, kernel, out):
+    kh, kw = kernel.shape
+    for i in range(out.shape[0]):
+        for j in range(out.shape[1]):
+            out[i, j] = (image[i:i + kh, j:j + kw] * kernel).sum()
+    return out
+
+
+def test_convolve_accepts_a_numpy_array(capsys):
+    import numpy as np
+
+    def convolve_numpy(image, kernel):
+        image, kernel = image.numpy(), kernel.numpy()
+        shape = (image.shape[0] - kernel.shape[0] + 1, image.shape[1] - kernel.shape[1] + 1)
+        return _convolve_loops(image, kernel, np.zeros(shape, dtype=np.float32))
+    check.convolve(convolve_numpy)
+    assert "✔ convolve: passed" in capsys.readouterr().out
+
+
+def test_convolve_integer_output_gets_a_dtype_hint():
+    def convolve_int(image, kernel):
+        shape = (image.shape[0] - kernel.shape[0] + 1, image.shape[1] - kernel.shape[1] + 1)
+        return _convolve_loops(image, kernel, torch.zeros(shape, dtype=torch.long))
+    with pytest.raises(ExerciseFailed, match="dtype torch.int64") as info:
+        check.convolve(convolve_int)
+    assert "integer dtype: build it as float" in info.value.hint
+
+
+def test_receptive_field_first_hint_is_a_nudge_not_the_formula():
+    hints = []
+    for _ in range(3):
+        with pytest.raises(ExerciseFailed) as info:
+            check.receptive_field(lambda n, k: n * k)
+        hints.append(info.value.hint)
+    assert "K-1" not in hints[0] and "K - 1" not in hints[0]
+    assert "(K - 1) + 1" in hints[2]

@@ -105,7 +105,10 @@ class Convolve(Check):
         return cases
 
     def run(self, answer, case):
-        return answer(case["image"], case["kernel"])
+        got = answer(case["image"], case["kernel"])
+        if type(got).__module__ == "numpy" and type(got).__name__ == "ndarray":
+            got = torch.from_numpy(got.copy())      # a NumPy array is a fine answer too
+        return got
 
     def reference(self, case):
         return F.conv2d(case["image"][None, None], case["kernel"][None, None])[0, 0]
@@ -120,6 +123,11 @@ class Convolve(Check):
                            f"you returned {tuple(got.shape)}",
                            "the kernel must fit entirely inside the image (no padding)",
                            "without padding, out_h = H - K_h + 1 and out_w = W - K_w + 1")
+        if not (got.is_floating_point() or got.is_complex()):
+            return Failure(f"for a {img} image and a {ker} kernel your output tensor has dtype {got.dtype}: "
+                           "every sum you stored in it was rounded to an integer",
+                           "your output tensor has an integer dtype: build it as float, "
+                           "e.g. torch.zeros(out_h, out_w) (float32 by default)")
         got = got.to(torch.float32)
         if not torch.allclose(got, want, atol=1e-4, rtol=1e-4):
             i, j = divmod(int((got - want).abs().nan_to_num(float("inf")).argmax()), want.shape[1])
@@ -168,8 +176,9 @@ class MaxPool(Check):
 class ReceptiveField(Check):
     """fn(num_layers, kernel_size) for stacked stride-1 convolutions, against cnnkit.conv.receptive_field."""
     name, default_n, returns = "receptive_field", 50, "an int"
-    hint = "each stride-1 KxK layer widens the field by K-1 pixels"
-    formula = "receptive field = num_layers * (K - 1) + 1"
+    hint = ("draw it in 1-D: one layer sees K pixels; how many more input pixels does one output of "
+            "the next layer see?")
+    formula = "each stride-1 KxK layer widens the field by K-1 pixels: receptive field = num_layers * (K - 1) + 1"
 
     def cases(self, seed, n):
         rng = random.Random(seed)
