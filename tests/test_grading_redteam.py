@@ -17,7 +17,7 @@ import torch
 
 from cnnkit.instructor.batch import grade
 from conftest import ROOT
-from grading_fixtures import TINY, TINY_IDS, answer_cell, tiny_notebook, write_source
+from grading_fixtures import TINY, TINY_IDS, answer_cell, write_source
 
 WRONG_SIG = "def sigmoid_grad(x):\n    return 0.25\n"
 FULL = {i: ("passed", 2.0) for i in TINY_IDS}
@@ -47,6 +47,9 @@ def read_table(out):
 
 
 def build(subs: Path, source: Path, out: Path) -> dict:
+    def base():                 # the student's copy keeps the instructor's cell ids, as a real release does
+        return nbformat.read(source / TINY, as_version=4)
+
     expected = {}
 
     def save(name, nb, want, raw=None):
@@ -58,7 +61,7 @@ def build(subs: Path, source: Path, out: Path) -> dict:
         expected[name] = want
 
     def cheat(name, code, want=None, exercise="sigmoid-grad"):
-        nb = tiny_notebook()
+        nb = base()
         answer_cell(nb, exercise).source = code
         save(name, nb, want)
 
@@ -67,7 +70,7 @@ def build(subs: Path, source: Path, out: Path) -> dict:
     cheat("forge_probe_with_reference", WRONG_SIG + "import cnnkit.check._core as core\n" + FORGE +
           "core.probe = _forge\n")
     # 2. a student-added cell shadows the builtin `__import__` the grader's probe line looks up
-    nb = tiny_notebook()
+    nb = base()
     answer_cell(nb, "sigmoid-grad").source = WRONG_SIG
     nb.cells.insert(nb.cells.index(answer_cell(nb, "sigmoid-grad")), nbformat.v4.new_code_cell(
         "import builtins, types\n" + FORGE +
@@ -101,26 +104,26 @@ def build(subs: Path, source: Path, out: Path) -> dict:
           {"sigmoid-grad": ("failed", 0.0), "mlp-params": ("passed", 2.0), "path-sum": ("passed", 2.0)})
 
     # --- honest students -----------------------------------------------------------------------
-    nb = tiny_notebook()
+    nb = base()
     for gid, code in HONEST.items():
         answer_cell(nb, gid).source = code
     save("honest_numpy_returns", nb, FULL)
-    nb = tiny_notebook()
+    nb = base()
     answer_cell(nb, "sigmoid-grad").source = (
         "import torch\ndef sigmoid_grad(x):\n    t = torch.tensor(float(x), requires_grad=True)\n"
         "    torch.sigmoid(t).backward()\n    return t.grad\n")
     save("honest_torch_tensor_return", nb, FULL)
-    nb = tiny_notebook()
+    nb = base()
     answer_cell(nb, "sigmoid-grad").source = (
         "print('x' * 5_000_000)\n"
         "def sigmoid_grad(x):\n    print('debug', x)\n    s = 1.0 / (1.0 + math.exp(-x))\n    return s * (1.0 - s)\n")
     save("honest_prints_a_lot", nb, FULL)
-    nb = tiny_notebook()                                   # helper in a cell added AFTER the answer
+    nb = base()                                   # helper in a cell added AFTER the answer
     answer_cell(nb, "mlp-params").source = "def count_mlp_params(sizes):\n    return sum(_layer(a, b) for a, b in zip(sizes, sizes[1:]))\n"
     k = nb.cells.index(answer_cell(nb, "mlp-params"))
     nb.cells.insert(k + 1, nbformat.v4.new_code_cell("def _layer(a, b):\n    return (a + 1) * b\n"))
     save("honest_helper_after_answer", nb, FULL)
-    nb = tiny_notebook()                                   # saved by an old Jupyter: nbformat 4.4, no cell ids
+    nb = base()                                   # saved by an old Jupyter: nbformat 4.4, no cell ids
     k = nb.cells.index(answer_cell(nb, "mlp-params"))
     nb.cells.insert(k, nbformat.v4.new_code_cell("def pairs(sizes):\n    return zip(sizes, sizes[1:])"))
     nb.cells[k + 1].source = "def count_mlp_params(sizes):\n    return sum((a + 1) * b for a, b in pairs(sizes))"
@@ -128,11 +131,11 @@ def build(subs: Path, source: Path, out: Path) -> dict:
     for c in nb.cells:
         c.pop("id", None)
     save("honest_nbformat_4_4_no_ids", nb, FULL, raw=nbformat.writes(nb, version=nbformat.NO_CONVERT))
-    nb = tiny_notebook()                                   # a scratch cell whose id is not a string
+    nb = base()                                   # a scratch cell whose id is not a string
     nb.cells.insert(3, nbformat.v4.new_code_cell("scratch = 1"))
     raw = nbformat.writes(nb).replace(f'"id": "{nb.cells[3].id}"', '"id": ["not", "a", "string"]')
     save("malformed_cell_id", nb, FULL, raw=raw)
-    nb = tiny_notebook()                                   # metadata that is not a dict on an added cell
+    nb = base()                                   # metadata that is not a dict on an added cell
     nb.cells.insert(3, nbformat.v4.new_code_cell("scratch = 1"))
     raw = nbformat.writes(nb).replace('"source": "scratch = 1"', '"source": "scratch = 1", "x": 1')
     raw = raw.replace(f'"id": "{nb.cells[3].id}",\n   "metadata": {{}}', f'"id": "{nb.cells[3].id}",\n   "metadata": []')
@@ -140,7 +143,7 @@ def build(subs: Path, source: Path, out: Path) -> dict:
 
     # --- odd student folder names (CSV, feedback paths) ------------------------------------------
     for name in ("new\nline=1+1", "\u202eexe.txt", "x" * 200, " =1+1", "-2+3", "\tTAB"):
-        save(name, tiny_notebook(), FULL)
+        save(name, base(), FULL)
     return expected
 
 
