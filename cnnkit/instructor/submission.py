@@ -80,22 +80,23 @@ def layout(cells: list, release) -> tuple[dict, dict, dict, list]:
 
     Returns (answers: grade_id -> source of the LAST copy, copies: grade_id -> count,
     added_before: release index -> [sources of student cells to run before that cell],
-    added_at_end). A submitted cell is the instructor's when its nbgrader grade_id or
-    its id (or, without an id, its exact source) is one of the release's cells; an id
-    that is not a string counts as none. Code cells that are not the instructor's are the student's own,
-    run before the next instructor cell that follows them in the submission.
+    added_at_end). A submitted cell is the instructor's when its nbgrader grade_id, its
+    id, or (ids lost or renewed) its exact source matches a release cell further down
+    than the previous match; an id that is not a string counts as none. Other code
+    cells are the student's own, run before the next instructor cell that follows them.
     """
     by_id = {_id(c): i for i, c in enumerate(release.cells) if _id(c)}
     by_grade_id = {}                       # every nbgrader cell of the release (answers, tests, locked)
-    by_source = {}
+    by_source: dict[str, list[int]] = {}
     for i, c in enumerate(release.cells):
         gid = grade_meta(c).get("grade_id")
         if isinstance(gid, str):
             by_grade_id.setdefault(gid, i)
-        by_source.setdefault(c.source, i)
+        by_source.setdefault(c.source, []).append(i)
     answer_index = {grade_meta(c).get("grade_id"): i for i, c in enumerate(release.cells)
                     if grade_meta(c).get("solution")}
     answers, copies, added_before, pending = {}, {}, {}, []
+    last = -1                              # the latest anchor so far
     for cell in cells:
         meta = grade_meta(cell)
         gid = meta.get("grade_id")
@@ -111,13 +112,15 @@ def layout(cells: list, release) -> tuple[dict, dict, dict, list]:
             anchor = by_grade_id[gid]
         elif cid in by_id:
             anchor = by_id[cid]
-        elif not cid and source in by_source:
-            anchor = by_source[source]                   # an old notebook without ids: its unchanged cells
+        elif source in by_source and any(i > last for i in by_source[source]):
+            anchor = next(i for i in by_source[source] if i > last)   # an unchanged instructor cell, id lost
         elif is_code and source.strip():
             pending.append(source)
-        if anchor is not None and pending:
-            added_before.setdefault(anchor, []).extend(pending)
-            pending = []
+        if anchor is not None:
+            last = max(last, anchor)
+            if pending:
+                added_before.setdefault(anchor, []).extend(pending)
+                pending = []
     return answers, copies, added_before, pending
 
 
