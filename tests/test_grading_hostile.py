@@ -434,6 +434,7 @@ def test_the_kernels_cnnkit_has_no_reference_code(tmp_path):
     assert stubbed >= 2 * 20
     assert not (tmp_path / "cnnkit" / "instructor").exists()
     assert "torch.sigmoid(t).backward()" not in (tmp_path / "cnnkit" / "check" / "backprop.py").read_text()
+    assert "def _reference_net" not in (tmp_path / "cnnkit" / "check" / "architectures.py").read_text()
 
 
 @pytest.mark.notebook

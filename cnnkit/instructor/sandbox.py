@@ -144,8 +144,9 @@ STUB = "the reference values and verdicts are computed by the grader, not in thi
 
 
 def _without_grader_code(source: str, filename: str) -> str:
-    """`source` with the body of every class's reference/compare replaced by a raise, and
-    interactive checks turned into a note (the grader probes the answers itself)."""
+    """`source` with the body of every class's reference/compare replaced by a raise, the private
+    helpers of a lesson's module that only they used removed, and interactive checks turned into
+    a note (the grader probes the answers itself)."""
     import ast
     tree = ast.parse(source, filename)
     raise_stub = ast.parse(f"raise RuntimeError({STUB!r})").body
@@ -157,6 +158,14 @@ def _without_grader_code(source: str, filename: str) -> str:
     for item in tree.body:
         if isinstance(item, ast.FunctionDef) and item.name == "interactive":
             item.body = ast.parse("print(f'{check.name}: checked by the grader')").body
+    if not Path(filename).name.startswith("_"):    # a lesson's module: drop the private helpers left unused
+        while True:
+            unused = [item for item in tree.body if isinstance(item, ast.FunctionDef) and item.name.startswith("_")
+                      and item.name not in {n.id for other in tree.body if other is not item
+                                            for n in ast.walk(other) if isinstance(n, ast.Name)}]
+            if not unused:
+                break
+            tree.body = [item for item in tree.body if item not in unused]
     return ast.unparse(ast.fix_missing_locations(tree)) + "\n"
 
 
