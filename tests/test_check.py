@@ -810,3 +810,17 @@ def test_judge_never_crashes_on_forged_or_odd_results(name):
                    {"raised": "NotAFunction"}, {"ok": {"module": True}}):
         verdict = _core.judge(chk, cases, [forged if "ok" in str(forged) else {"ok": forged}] * 3)
         assert verdict.status == "failed" and verdict.message, forged
+
+
+FLOAT32_RIGHT = {   # honest answers computed in float32 (autograd's .grad of a float32 tensor)
+    "sigmoid_grad": lambda x: (lambda t: (torch.sigmoid(t).backward(), t.grad)[1])(
+        torch.tensor(x, dtype=torch.float32, requires_grad=True)),
+    "path_sum": lambda x, y: (lambda tx, ty: (torch.tanh(tx * ty + ty).backward(), ty.grad.item())[1])(
+        torch.tensor(x, dtype=torch.float32), torch.tensor(y, dtype=torch.float32, requires_grad=True)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FLOAT32_RIGHT))
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_float32_precision_answers_pass(name, seed):
+    getattr(check, name)(FLOAT32_RIGHT[name], n=400, seed=seed)

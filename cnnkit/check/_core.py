@@ -298,17 +298,22 @@ def probe(name: str, answer, cases_path, results_path) -> None:
 # Judging (the trusted side, used by both modes)
 # ----------------------------------------------------------------------------
 
+def _text(value, limit: int) -> str:
+    """A field of an untrusted result as text: only an exact str counts, cut before any formatting."""
+    return value[:limit] if type(value) is str else ""
+
+
 def _failed_result(check: Check, case, result) -> Failure:
     """The Failure for a case whose run did not return a value."""
-    raised = result.get(contract.RESULT_RAISED)
-    message, line = str(result.get("message", ""))[:contract.MAX_RESULT_MESSAGE], str(result.get("line", ""))
+    raised, message, line = (_text(result.get(key), limit) for key, limit in (
+        (contract.RESULT_RAISED, 100), ("message", contract.MAX_RESULT_MESSAGE), ("line", 200)))
     if raised == "NotAFunction":
         return Failure(f"expected {check.expects}, got {message}",
                        "pass the function itself, without calling it: check(my_fn), not check(my_fn())")
     if raised == "PlainDataError":
         return Failure(f"expected {check.returns}, got {message}",
                        "return plain numbers, tensors, lists, tuples or dicts (not your own objects)")
-    text = f"calling it with ({check.describe_case(case)}) raised {raised}: {message}"
+    text = f"calling it with ({check.describe_case(case)}) raised {raised or 'an exception'}: {message}"
     return Failure(text + (f" ({line})" if line else ""))
 
 

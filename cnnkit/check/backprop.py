@@ -14,6 +14,11 @@ from torch import nn
 from cnnkit.check._core import Check, Failure, number, register
 
 
+def _grad_tol(want: float) -> float:
+    """Tolerance of a derivative: float32 precision (autograd on float32 tensors) is right, not wrong."""
+    return 1e-6 + 1e-5 * abs(want)
+
+
 def _close_failure(got, want: float, tol: float, reason: str, hint: str = "", formula: str = ""):
     value, failure = number(got, what="a number (float)")
     if failure:
@@ -44,7 +49,7 @@ class SigmoidGrad(Check):
         return t.grad.item()
 
     def compare(self, got, want, case):
-        tol = case.get("tol", 1e-9 + 1e-7 * abs(want))
+        tol = case.get("tol", _grad_tol(want))
         return _close_failure(got, want, tol, f"at x={case['x']:.4g} you returned {{got:.6g}}, "
                                               f"torch.autograd gives {want:.6g}")
 
@@ -72,7 +77,7 @@ class PathSum(Check):
         return ty.grad.item()
 
     def compare(self, got, want, case):
-        return _close_failure(got, want, 1e-9 + 1e-7 * abs(want),
+        return _close_failure(got, want, _grad_tol(want),
                               f"at x={case['x']:.4g}, y={case['y']:.4g} you returned {{got:.6g}}, "
                               f"torch.autograd gives {want:.6g}")
 

@@ -64,15 +64,23 @@ def csv_cell(value) -> str:
 
 def _worker(conn) -> None:
     """A worker process: grade the jobs it receives until it gets None."""
+    import resource
     import torch
+    from cnnkit.instructor.sandbox import Limits
     torch.set_num_threads(1)
+    try:        # a memory cap (soft: a kernel still sets its own); a job that hits it becomes an `error`
+        _, hard = resource.getrlimit(resource.RLIMIT_AS)
+        cap = Limits().address_space if hard == resource.RLIM_INFINITY else min(Limits().address_space, hard)
+        resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+    except (ValueError, OSError):
+        pass
     while True:
         job = conn.recv()
         if job is None:
             return
         try:
             rows = grade_notebook(job)
-        except Exception as exc:          # a bug or a broken machine: this job only
+        except Exception as exc:          # a bug, a broken machine, MemoryError: this job only
             rows = _error_rows(job, f"grader error: {type(exc).__name__}: {str(exc)[:200]}")
         conn.send(rows)
 

@@ -7,7 +7,12 @@ STUDENT RELEASE (never a solution or hidden-test line), the injected parameters,
 the cells the student added (kept in place, as nbgrader does), the student's answer
 cells, and for every check call of a test cell one line of the grader's:
 
-    cnnkit.check._core.probe(NAME, answer, "work/cases-K.pt", "work/results-K.pt")
+    from cnnkit.check._core import probe as _cnnkit_grader_probe
+    _cnnkit_grader_probe(NAME, answer, "work/cases-K.pt", "work/results-K.pt")
+
+The kernel's copy of cnnkit has no reference code (every check's `reference` and
+`compare` raise there, see sandbox.py), so a replaced probe or an answer that spots
+the probe's frame has nothing right to hand back: it must compute the values itself.
 
 The grader generates the cases itself (public calls keep the notebook's seed, so the
 feedback matches what the student saw; hidden calls get a secret per-run seed),
@@ -225,8 +230,11 @@ def grade_notebook(job: Job) -> list[Row]:
                          dir_fd=sandbox.work_fd)
             with os.fdopen(fd, "wb") as fh:
                 fh.write(buffer.getvalue())
-            code = (f"__import__('cnnkit.check._core', fromlist=['probe']).probe({call.check!r}, {call.answer}, "
-                    f"{str(sandbox.work / cases_name)!r}, {str(sandbox.work / results_name)!r})")
+            # an import statement takes __import__ from the builtins, never from a student global
+            code = (f"from cnnkit.check._core import probe as _cnnkit_grader_probe\n"
+                    f"_cnnkit_grader_probe({call.check!r}, {call.answer}, "
+                    f"{str(sandbox.work / cases_name)!r}, {str(sandbox.work / results_name)!r})\n"
+                    f"del _cnnkit_grader_probe")
             res = execute(code, job.timeout - spent)
             results = _read_results(sandbox.work_fd, results_name) if res.status == "ok" else None
             _remove(sandbox.work_fd, cases_name)

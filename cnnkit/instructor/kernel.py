@@ -5,7 +5,9 @@ the sandbox's command (bubblewrap or not), environment, working folder, resource
 limits and own session. It talks over ZMQ `ipc` sockets inside the sandbox, which
 also works when the kernel has no network. Only the shell channel's execute_reply
 is read, and only to learn "the code raised" (or not): the grader trusts nothing
-the kernel prints, displays or returns. Its IOPub output is never even subscribed to.
+the kernel prints, displays or returns. Its IOPub output is never even subscribed to:
+no iopub socket exists on this side, so the kernel's PUB socket drops every message
+and a flood of output cannot fill the grader's memory (tests check the socket's absence).
 
 See: cnnkit/instructor/grade.py
 """

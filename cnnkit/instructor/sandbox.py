@@ -3,7 +3,8 @@
 The student's kernel gets
 
 - a fresh temporary folder holding only the student release of the notebook being
-  graded, a read-only copy of `cnnkit` (without these instructor tools) and of `data/`,
+  graded, a read-only copy of `cnnkit` (without these instructor tools, and with every
+  check's `reference`/`compare` replaced by a stub that raises) and of `data/`,
   and its own HOME, IPYTHONDIR, JUPYTER_* and MPLCONFIGDIR (so an IPython startup file
   or a patched `cnnkit` dies with the submission);
 - a cleaned environment (nothing of the grader's but thread counts and the device);
@@ -138,12 +139,54 @@ def kill_tagged(token: str, prefix: bool = False) -> int:
     return killed
 
 
-def _copy_tree_read_only(src: Path, dst: Path, skip: tuple[str, ...] = ()) -> None:
-    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", *skip), symlinks=False)
-    for root, dirs, files in os.walk(dst):
+GRADER_ONLY = ("reference", "compare")     # Check methods the grader runs itself: stubbed in the kernel's copy
+STUB = "the reference values and verdicts are computed by the grader, not in this kernel"
+
+
+def _without_grader_code(source: str, filename: str) -> str:
+    """`source` with the body of every class's reference/compare replaced by a raise, the private
+    helpers of a lesson's module that only they used removed, and interactive checks turned into
+    a note (the grader probes the answers itself)."""
+    import ast
+    tree = ast.parse(source, filename)
+    raise_stub = ast.parse(f"raise RuntimeError({STUB!r})").body
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef):
+            for item in node.body:
+                if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) and item.name in GRADER_ONLY:
+                    item.body = list(raise_stub)
+    for item in tree.body:
+        if isinstance(item, ast.FunctionDef) and item.name == "interactive":
+            item.body = ast.parse("print(f'{check.name}: checked by the grader')").body
+    if not Path(filename).name.startswith("_"):    # a lesson's module: drop the private helpers left unused
+        while True:
+            unused = [item for item in tree.body if isinstance(item, ast.FunctionDef) and item.name.startswith("_")
+                      and item.name not in {n.id for other in tree.body if other is not item
+                                            for n in ast.walk(other) if isinstance(n, ast.Name)}]
+            if not unused:
+                break
+            tree.body = [item for item in tree.body if item not in unused]
+    return ast.unparse(ast.fix_missing_locations(tree)) + "\n"
+
+
+def _build_course(root: Path) -> None:
+    """The kernels' course copy in `root`: cnnkit/ without the instructor tools and without the
+    checks' reference code (an answer cannot hand back what it cannot compute), and data/."""
+    import compileall
+    shutil.copytree(COURSE / "cnnkit", root / "cnnkit",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "instructor"), symlinks=False)
+    for path in sorted((root / "cnnkit" / "check").glob("*.py")):
+        path.write_text(_without_grader_code(path.read_text(encoding="utf-8"), str(path)), encoding="utf-8")
+    if (COURSE / "data").is_dir():
+        shutil.copytree(COURSE / "data", root / "data", symlinks=False)
+    compileall.compile_dir(root / "cnnkit", quiet=1)   # kernels start faster with bytecode
+
+
+def _make_read_only(root: Path) -> None:
+    for folder, dirs, files in os.walk(root):
         for name in files:
-            os.chmod(os.path.join(root, name), 0o444)
-        os.chmod(root, 0o555)
+            os.chmod(os.path.join(folder, name), 0o444)
+        os.chmod(folder, 0o555)
 
 
 _SHARED: list[Path] = []
@@ -167,24 +210,16 @@ def remove_left(token: str | None, worker_pid: int | None = None) -> None:
 
 
 def shared_course() -> Path:
-    """This process's read-only, precompiled copy of cnnkit/ and data/ (built once, removed at exit).
+    """This process's read-only, precompiled kernel copy of cnnkit/ and data/ (built once, removed at exit).
 
     Shared by the kernels of one worker only where they cannot write to it (bubblewrap binds it
     read-only; `nobody` does not own it); at the `process` level each sandbox gets its own copy.
     """
     if not _SHARED:
         import atexit
-        import compileall
         root = Path(tempfile.mkdtemp(prefix=f"cnnkit-course-{os.getpid()}-"))   # see remove_left
-        shutil.copytree(COURSE / "cnnkit", root / "cnnkit",
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "instructor"))
-        if (COURSE / "data").is_dir():
-            shutil.copytree(COURSE / "data", root / "data")
-        compileall.compile_dir(root / "cnnkit", quiet=1)   # kernels start faster with bytecode
-        for folder, dirs, files in os.walk(root):
-            for name in files:
-                os.chmod(os.path.join(folder, name), 0o444)
-            os.chmod(folder, 0o555)
+        _build_course(root)
+        _make_read_only(root)
         _SHARED.append(root)
         atexit.register(_remove_read_only, root)
     return _SHARED[0]
@@ -206,11 +241,8 @@ class Sandbox:
         self.tmp = self.root / "tmp"
         if self.level == "process":                        # the kernel could write to a shared copy
             self.course = self.root / "course"             # read-only: cnnkit/ and data/
-            self.course.mkdir()
-            _copy_tree_read_only(COURSE / "cnnkit", self.course / "cnnkit", skip=("instructor",))
-            if (COURSE / "data").is_dir():
-                _copy_tree_read_only(COURSE / "data", self.course / "data")
-            os.chmod(self.course, 0o555)
+            _build_course(self.course)
+            _make_read_only(self.course)
         else:
             self.course = shared_course()
         for folder in (self.notebooks, self.home, self.work, self.tmp):

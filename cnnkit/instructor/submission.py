@@ -59,6 +59,12 @@ def _source(cell) -> str:
     return source if isinstance(source, str) else ""
 
 
+def _id(cell) -> str | None:
+    """A cell's id when it is a non-empty str (anything else counts as no id)."""
+    cid = cell.get("id")
+    return cid if type(cid) is str and cid else None
+
+
 def parse(submission: bytes) -> list:
     try:
         nb = json.loads(submission.decode("utf-8"))
@@ -74,38 +80,47 @@ def layout(cells: list, release) -> tuple[dict, dict, dict, list]:
 
     Returns (answers: grade_id -> source of the LAST copy, copies: grade_id -> count,
     added_before: release index -> [sources of student cells to run before that cell],
-    added_at_end). A submitted cell is the instructor's when its id (or, without ids,
-    its exact source) is one of the release's cells; cells without nbgrader metadata
-    that are not the instructor's are the student's own, run before the next
-    instructor cell that follows them in the submission.
+    added_at_end). A submitted cell is the instructor's when its nbgrader grade_id, its
+    id, or (ids lost or renewed) its exact source matches a release cell further down
+    than the previous match; an id that is not a string counts as none. Other code
+    cells are the student's own, run before the next instructor cell that follows them.
     """
-    by_id = {c.get("id"): i for i, c in enumerate(release.cells) if c.get("id")}
-    by_source = {}
+    by_id = {_id(c): i for i, c in enumerate(release.cells) if _id(c)}
+    by_grade_id = {}                       # every nbgrader cell of the release (answers, tests, locked)
+    by_source: dict[str, list[int]] = {}
     for i, c in enumerate(release.cells):
-        by_source.setdefault(c.source, i)
+        gid = grade_meta(c).get("grade_id")
+        if isinstance(gid, str):
+            by_grade_id.setdefault(gid, i)
+        by_source.setdefault(c.source, []).append(i)
     answer_index = {grade_meta(c).get("grade_id"): i for i, c in enumerate(release.cells)
                     if grade_meta(c).get("solution")}
     answers, copies, added_before, pending = {}, {}, {}, []
+    last = -1                              # the latest anchor so far
     for cell in cells:
         meta = grade_meta(cell)
         gid = meta.get("grade_id")
+        gid = gid if isinstance(gid, str) else None
+        cid, source, is_code = _id(cell), _source(cell), cell.get("cell_type") == "code"
         anchor = None
-        if meta.get("solution") and isinstance(gid, str) and gid in answer_index:
-            if cell.get("cell_type") == "code":
-                answers[gid] = _source(cell)
+        if meta.get("solution") and gid in answer_index:
+            if is_code:
+                answers[gid] = source
                 copies[gid] = copies.get(gid, 0) + 1
             anchor = answer_index[gid]
-        elif meta:
-            anchor = by_id.get(cell.get("id"))          # a test or locked cell: the instructor's
-        elif cell.get("id") in by_id:
-            anchor = by_id[cell.get("id")]
-        elif not cell.get("id") and _source(cell) in by_source:
-            anchor = by_source[_source(cell)]
-        elif cell.get("cell_type") == "code" and _source(cell).strip():
-            pending.append(_source(cell))
-        if anchor is not None and pending:
-            added_before.setdefault(anchor, []).extend(pending)
-            pending = []
+        elif gid in by_grade_id:                         # a test or locked cell: the instructor's
+            anchor = by_grade_id[gid]
+        elif cid in by_id:
+            anchor = by_id[cid]
+        elif source in by_source and any(i > last for i in by_source[source]):
+            anchor = next(i for i in by_source[source] if i > last)   # an unchanged instructor cell, id lost
+        elif is_code and source.strip():
+            pending.append(source)
+        if anchor is not None:
+            last = max(last, anchor)
+            if pending:
+                added_before.setdefault(anchor, []).extend(pending)
+                pending = []
     return answers, copies, added_before, pending
 
 
