@@ -76,9 +76,14 @@ class TestHygiene:
                 rich = [o.output_type for o in cell.outputs if o.output_type != "stream"]
                 assert not rich, f"code cell {i} is checked by nbval but has {rich} outputs: split the figure out"
 
+    def test_file_stays_small(self, path):
+        """Photos as JPEG or downsampled: a lesson must open fast and diff reasonably (issue 17)."""
+        size = path.stat().st_size
+        assert size < 1_200_000, f"{path.name} is {size / 1e6:.1f} MB; show photos as JPEG (cnnkit.lessons.jpeg)"
+
     def test_has_outputs_and_figures(self, path):
         nb = nbformat.read(path, as_version=4)
-        images = sum("image/png" in o.get("data", {}) for c in code_cells(nb) for o in c.outputs)
+        images = sum(bool({"image/png", "image/jpeg"} & set(o.get("data", {}))) for c in code_cells(nb) for o in c.outputs)
         assert images >= 3, "a lesson without figures? (were the outputs cleared?)"
 
     def test_exercise_metadata_is_well_formed(self, path):
