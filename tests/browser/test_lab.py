@@ -45,6 +45,19 @@ FIT_CELL = ("tiny = nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 10))\n"
             "history = cnnkit.fit(tiny, few, few, epochs=1, batch_size=32)")
 
 
+# Counts progress-bar widgets rendered anywhere in the page (window.__progressWidgets).
+PROGRESS_OBSERVER = """() => {
+  window.__progressWidgets = 0;
+  const selector = '.widget-progress, .jupyter-widgets .progress, .widget-hprogress';
+  new MutationObserver(records => {
+    for (const record of records)
+      for (const node of record.addedNodes)
+        if (node.nodeType === 1 && (node.matches(selector) || node.querySelector(selector)))
+          window.__progressWidgets += 1;
+  }).observe(document.body, {childList: true, subtree: true});
+}"""
+
+
 def first_exercise(path: Path) -> tuple[int, int, str]:
     """(answer cell index, check cell index, exercise id) of the notebook's first graded exercise."""
     cells = nbformat.read(path, as_version=4).cells
@@ -230,16 +243,20 @@ def test_fit_shows_progress_bar_and_live_curve(notebook, lab, shots):
             if i:
                 page.keyboard.press("Enter")
             page.keyboard.type(line)
+        # The bar is a widget while the epoch runs and becomes its final text line when fit
+        # closes it (monitor._TextWhenClosed), so a short epoch may end before any poll sees
+        # the widget: an observer records every rendered progress widget from now on.
+        page.evaluate(PROGRESS_OBSERVER)
         page.keyboard.press("Shift+Enter")
         scratch = check + 1
         wait_done(page, scratch)
         out = cell(page, scratch).locator(".jp-OutputArea")
-        bar = out.locator(".widget-progress, .jupyter-widgets .progress, .widget-hprogress")
-        bar.first.wait_for(timeout=10_000)
         out.locator("img").first.wait_for(timeout=30_000)    # the live curve after the epoch
+        assert page.evaluate("() => window.__progressWidgets") > 0, "no progress-bar widget was rendered"
         text = out.inner_text()
         for stuck in ("Error displaying widget", "Loading widget..."):
             assert stuck not in text, f"the progress bar did not render: {text}"
+        assert "100%" in text and "8/8" in text, f"no finished bar (256 digits / 32 = 8 batches): {text}"
         assert "Error" not in text and "Traceback" not in text, text
         cell(page, scratch).scroll_into_view_if_needed()
     page.screenshot(path=str(shots / "lab-4-fit.png"))
