@@ -206,11 +206,17 @@ def plot_history(history, title: str | None = None) -> Figure:
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
         ax.legend()
-        if history.epochs:
-            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        _epoch_axis(ax, history.epochs)
     if title:
         fig.suptitle(title)
     return fig
+
+
+def _epoch_axis(ax, n_epochs: int) -> None:
+    """Whole-number epoch ticks, with half an epoch of margin (one epoch reads "1", not 0.95-1.05)."""
+    if n_epochs:
+        ax.set_xlim(0.5, n_epochs + 0.5)
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True, min_n_ticks=1))
 
 
 def compare_histories(histories: dict, metric: str = "val_acc", title: str | None = None) -> Figure:
@@ -220,6 +226,7 @@ def compare_histories(histories: dict, metric: str = "val_acc", title: str | Non
     for name, h in histories.items():
         values = getattr(h, metric)
         ax.plot(np.arange(1, len(values) + 1), values, "o-", label=name)
+    _epoch_axis(ax, max((len(getattr(h, metric)) for h in histories.values()), default=0))
     ax.set_xlabel("epoch")
     ax.set_ylabel(metric.replace("_", " "))
     ax.grid(alpha=0.3)

@@ -173,9 +173,11 @@ def fit(model: nn.Module, train, val=None, *, epochs: int = 10, lr: float = 1e-3
             if patience is not None and epoch - best["epoch"] >= patience:
                 history.stopped = (f"early stopping: {monitor} did not improve for {patience} epochs "
                                    f"(best {best['value']:.4f} at epoch {best['epoch']})")
+                bar.set_description(f"stopped early at epoch {epoch}/{epochs}")  # why the bar ends short of 100%
                 break
     except KeyboardInterrupt:
         history.stopped = "interrupted"
+        bar.set_description(f"interrupted in epoch {history.epochs + 1}/{epochs}")
         print(f"Training interrupted after {history.epochs} full epoch(s); "
               "the model keeps its current weights and the history is returned.")
     finally:

@@ -18,3 +18,16 @@ def _close_figures():
     yield
     import matplotlib.pyplot as plt
     plt.close("all")
+
+
+# Longest first: `make test` runs on two xdist workers (--dist loadgroup), which take tests in
+# collection order (the "grading" group as one unit, the largest, first). Starting the slow
+# notebook runs early keeps one worker from finishing minutes before the other.
+_SLOW_FIRST = ("test_self_check.py", "test_notebooks.py")
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item):
+        name = item.path.name
+        return _SLOW_FIRST.index(name) if name in _SLOW_FIRST else len(_SLOW_FIRST)
+    items.sort(key=rank)                       # stable: the order within a file is kept

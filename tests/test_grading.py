@@ -292,22 +292,6 @@ def test_release_refuses_an_unknown_check(tmp_path):
         release_notebook(nb, TINY)
 
 
-@pytest.mark.notebook
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_self_check_instructor_full_marks_release_zero(path, tmp_path):
-    released = release([path], tmp_path / "student")[0]
-    subs = tmp_path / "subs"
-    for name, nb_path in (("instructor", path), ("release", released)):
-        (subs / name).mkdir(parents=True)
-        (subs / name / path.name).write_bytes(nb_path.read_bytes())
-    rows = grade(subs, tmp_path / "grades", jobs=2, timeout=300, parameters={"FAST": True},
-                 progress=False).rows
-    instructor = [r for r in rows if r.student == "instructor"]
-    fresh = [r for r in rows if r.student == "release"]
-    assert instructor and all(r.status == "passed" and r.points == r.max_points for r in instructor), instructor
-    assert all(r.points == 0 and r.status == "failed" for r in fresh), fresh
-
-
 def test_grade_errors_are_clear(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         grade(tmp_path / "nope", tmp_path / "out", progress=False)

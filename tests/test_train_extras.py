@@ -119,6 +119,16 @@ def test_early_stopping_restores_best_weights_and_says_why():
     assert train.evaluate(model, data(seed=1))["loss"] == pytest.approx(min(h.val_loss), rel=1e-5)
 
 
+def test_early_stopping_bar_says_why_it_ends_short_of_100_percent(capsys, monkeypatch):
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    cnnkit.setup(seed=0, verbose=False)
+    small = TensorDataset(torch.randn(24, 1, 8, 8), torch.randint(0, 3, (24,)))
+    h = train.fit(net(), small, data(seed=1), epochs=40, lr=0.01, patience=3, device="cpu")
+    last = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
+    assert last.startswith(f"stopped early at epoch {h.epochs}/40: "), last
+    assert "100%" not in last
+
+
 def test_one_cycle_steps_per_batch_and_lr_is_recorded():
     cnnkit.setup(seed=0, verbose=False)
     model = net()
@@ -190,3 +200,19 @@ def test_bad_fit_arguments(kwargs, match):
         train.fit(net(), data(), data(), epochs=1, progress=False, device="cpu", **kwargs)
     with pytest.raises(ValueError, match="validation"):
         train.fit(net(), data(), epochs=1, patience=2, progress=False, device="cpu")
+
+
+@pytest.mark.parametrize("n_epochs", [1, 2, 7])
+def test_curves_have_whole_epoch_ticks(n_epochs):
+    """One epoch reads "1" on the axis, not 0.95 ... 1.05; longer runs tick whole epochs only."""
+    from cnnkit.plot import compare_histories, plot_history
+    h = train.History()
+    for e in range(n_epochs):
+        h.record(1.0 / (e + 1), 0.5, {"loss": 1.0, "accuracy": 0.5}, 0.1, 0.0)
+    for fig in (plot_history(h), compare_histories({"a": h, "b": h})):
+        fig.canvas.draw()
+        for ax in fig.axes:
+            lo, hi = ax.get_xlim()
+            shown = [t for t in ax.get_xticks() if lo <= t <= hi]
+            assert shown and all(float(t).is_integer() for t in shown), shown
+            assert 1 in shown and lo < 1 and hi > n_epochs
