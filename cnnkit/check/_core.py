@@ -44,7 +44,7 @@ from cnnkit.check._score import Score
 
 __all__ = ["Check", "register", "CHECKS", "Failure", "Verdict", "PlainDataError", "to_plain",
            "ExerciseFailed", "NotImplementedYet", "Score", "judge", "probe", "run_case",
-           "interactive", "hint", "seeded", "describe", "number", "tensor_failure"]
+           "interactive", "hint", "seeded", "random_cases", "describe", "number", "tensor_failure"]
 
 
 # ----------------------------------------------------------------------------
@@ -136,6 +136,17 @@ def tensor_failure(got, want: torch.Tensor, what: str, hint: str = "", formula: 
         return Failure(f"{what}: values differ from PyTorch by up to {diff.nan_to_num(float('inf')).max().item():.3g}",
                        hint, formula)
     return None
+
+
+def random_cases(seed: int, n: int, make: Callable[[torch.Generator], dict], fixed: Iterable = ()) -> list:
+    """The fixed cases, then `make(gen)` until there are n, all drawn from one generator seeded with `seed`.
+
+    The fixed cases are all kept even when there are more than n.
+    """
+    gen, cases = torch.Generator().manual_seed(seed), list(fixed)
+    while len(cases) < n:
+        cases.append(make(gen))
+    return cases
 
 
 @contextlib.contextmanager

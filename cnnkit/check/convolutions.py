@@ -10,7 +10,7 @@ import random
 import torch
 import torch.nn.functional as F
 
-from cnnkit.check._core import Check, Failure, describe_type, number, register
+from cnnkit.check._core import Check, Failure, describe_type, number, random_cases, register
 
 # The 5x5 image and 3x3 kernel of the lecture notes, and the notes' pooling example.
 NOTES_IMAGE = [[1, 1, 1, 0, 0], [0, 1, 1, 1, 0], [0, 0, 1, 1, 1], [0, 0, 1, 1, 0], [0, 1, 1, 0, 0]]
@@ -94,15 +94,15 @@ class Convolve(Check):
     formula = "output[i, j] = sum of image[i:i+K_h, j:j+K_w] * kernel (element-wise, no flip)"
 
     def cases(self, seed, n):
-        cases = [{"image": torch.tensor(NOTES_IMAGE, dtype=torch.float32),
-                  "kernel": torch.tensor(NOTES_KERNEL, dtype=torch.float32)}]
-        gen = torch.Generator().manual_seed(seed)
-        while len(cases) < n:
+        notes = {"image": torch.tensor(NOTES_IMAGE, dtype=torch.float32),
+                 "kernel": torch.tensor(NOTES_KERNEL, dtype=torch.float32)}
+
+        def random_case(gen):
             kh, kw = (int(v) for v in torch.randint(1, 5, (2,), generator=gen))
             h = kh + int(torch.randint(0, 6, (1,), generator=gen))
             w = kw + int(torch.randint(0, 6, (1,), generator=gen))
-            cases.append({"image": torch.randn(h, w, generator=gen), "kernel": torch.randn(kh, kw, generator=gen)})
-        return cases
+            return {"image": torch.randn(h, w, generator=gen), "kernel": torch.randn(kh, kw, generator=gen)}
+        return random_cases(seed, n, random_case, fixed=[notes])
 
     def run(self, answer, case):
         got = answer(case["image"], case["kernel"])
@@ -145,14 +145,14 @@ class MaxPool(Check):
 
     def cases(self, seed, n):
         notes = torch.tensor(NOTES_POOL, dtype=torch.float32)
-        cases = [{"image": notes, "size": 3, "stride": 1}, {"image": notes.clone(), "size": 2, "stride": 2}]
-        gen = torch.Generator().manual_seed(seed)
-        while len(cases) < n:
+        fixed = [{"image": notes, "size": 3, "stride": 1}, {"image": notes.clone(), "size": 2, "stride": 2}]
+
+        def random_case(gen):
             size = int(torch.randint(1, 4, (1,), generator=gen))
             stride = int(torch.randint(1, 4, (1,), generator=gen))
             h, w = (size + int(v) for v in torch.randint(0, 7, (2,), generator=gen))
-            cases.append({"image": torch.randn(h, w, generator=gen), "size": size, "stride": stride})
-        return cases
+            return {"image": torch.randn(h, w, generator=gen), "size": size, "stride": stride}
+        return random_cases(seed, n, random_case, fixed)
 
     def run(self, answer, case):
         return answer(case["image"], case["size"], case["stride"])
@@ -274,18 +274,18 @@ class ConvBackward(Check):
         image = torch.tensor(NOTES_IMAGE, dtype=torch.float64)[None]          # (1, 5, 5)
         kernel = torch.tensor(NOTES_KERNEL, dtype=torch.float64)[None, None]  # (1, 1, 3, 3)
         asym = torch.arange(6, dtype=torch.float64).reshape(1, 1, 2, 3)       # a kernel whose flip matters
-        cases = [
+        fixed = [
             {"x": image, "weight": kernel, "grad_out": torch.ones(1, 3, 3, dtype=torch.float64)},
             {"x": image.clone(), "weight": asym, "grad_out": torch.ones(1, 4, 3, dtype=torch.float64)},
         ]
-        gen = torch.Generator().manual_seed(seed)
-        while len(cases) < n:
+
+        def random_case(gen):
             c_in, c_out, kh, kw = (int(v) for v in torch.randint(1, 4, (4,), generator=gen))
             h, w = (k + int(v) for k, v in zip((kh, kw), torch.randint(0, 5, (2,), generator=gen)))
-            cases.append({"x": torch.randn(c_in, h, w, generator=gen, dtype=torch.float64),
-                          "weight": torch.randn(c_out, c_in, kh, kw, generator=gen, dtype=torch.float64),
-                          "grad_out": torch.randn(c_out, h - kh + 1, w - kw + 1, generator=gen, dtype=torch.float64)})
-        return cases
+            return {"x": torch.randn(c_in, h, w, generator=gen, dtype=torch.float64),
+                    "weight": torch.randn(c_out, c_in, kh, kw, generator=gen, dtype=torch.float64),
+                    "grad_out": torch.randn(c_out, h - kh + 1, w - kw + 1, generator=gen, dtype=torch.float64)}
+        return random_cases(seed, n, random_case, fixed)
 
     def run(self, answer, case):
         with torch.no_grad():
