@@ -10,7 +10,7 @@ import random
 import torch
 import torch.nn.functional as F
 
-from cnnkit.check._core import Check, Failure, describe_type, number, random_cases, register
+from cnnkit.check._core import Check, Failure, describe_type, number, random_cases, register, tensor_failure
 
 # The 5x5 image and 3x3 kernel of the lecture notes, and the notes' pooling example.
 NOTES_IMAGE = [[1, 1, 1, 0, 0], [0, 1, 1, 1, 0], [0, 0, 1, 1, 1], [0, 0, 1, 1, 0], [0, 1, 1, 0, 0]]
@@ -301,25 +301,15 @@ class ConvBackward(Check):
         if type(got) is not tuple or len(got) != 2:
             return Failure(f"expected a pair (grad_x, grad_weight), got {describe_type(got)}",
                            "return grad_x, grad_weight" if got is not None else "did you forget `return`?")
-        grad_x, grad_w = got
-        want_x, want_w = want
         x, weight, grad_out = case["x"], case["weight"], case["grad_out"]
-        for what, value, expected, shape_of in (("grad_weight", grad_w, want_w, "weight"),
-                                                ("grad_x", grad_x, want_x, "x")):
-            if type(value) is not torch.Tensor:
-                return Failure(f"{what}: expected a tensor, got {describe_type(value)}", self.hint)
-            if tuple(value.shape) != tuple(expected.shape):
-                return Failure(f"for {shapes}, {what} must have the shape of {shape_of} {tuple(expected.shape)}, "
-                               f"you returned {tuple(value.shape)}", "a gradient has the shape of what it is the "
-                               "gradient of")
-            if not value.is_floating_point():
-                return Failure(f"{what}: expected a floating-point tensor, got {value.dtype}",
-                               "start from torch.zeros_like(x) / torch.zeros_like(weight)")
-            value = value.to(torch.float64)
-            if not torch.allclose(value, expected, atol=1e-5, rtol=1e-4):
-                return Failure(f"for {shapes}, {what} differs from torch.autograd by up to "
-                               f"{(value - expected).abs().nan_to_num(float('inf')).max().item():.3g}",
-                               self._nudge(what, value, x, weight, grad_out))
+        for what, value, expected in (("grad_weight", got[1], want[1]), ("grad_x", got[0], want[0])):
+            failure = tensor_failure(value, expected, f"{what} ({shapes})", floating=True,
+                                     hint="a gradient has the shape of what it is the gradient of, "
+                                          "and is built in floating point: start from torch.zeros_like")
+            if failure and value.shape == expected.shape and value.is_floating_point():   # the values differ
+                failure.hint = self._nudge(what, value.to(torch.float64), x, weight, grad_out)
+            if failure:
+                return failure
         return None
 
     @staticmethod
