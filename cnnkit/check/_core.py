@@ -39,6 +39,7 @@ from typing import Callable, Iterable
 import torch
 
 from cnnkit import contract
+from cnnkit.check._cases import random_cases, seeded
 from cnnkit.check._plain import PlainDataError, _copy_case, _type_name, describe, describe_type, to_plain
 from cnnkit.check._score import Score
 
@@ -141,25 +142,6 @@ def tensor_failure(got, want: torch.Tensor, what: str, hint: str = "", formula: 
         return Failure(f"{what}: values differ from PyTorch by up to {diff.nan_to_num(float('inf')).max().item():.3g}",
                        hint, formula)
     return None
-
-
-def random_cases(seed: int, n: int, make: Callable[[torch.Generator], dict], fixed: Iterable = ()) -> list:
-    """The fixed cases, then `make(gen)` until there are n, all drawn from one generator seeded with `seed`.
-
-    The fixed cases are all kept even when there are more than n.
-    """
-    gen, cases = torch.Generator().manual_seed(seed), list(fixed)
-    while len(cases) < n:
-        cases.append(make(gen))
-    return cases
-
-
-@contextlib.contextmanager
-def seeded(seed: int):
-    """Run a block with torch's global generator seeded, restoring the caller's state after."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield
 
 
 # ----------------------------------------------------------------------------
