@@ -111,6 +111,8 @@ def _uses_autograd(x, weight, grad_out):
     (lambda x, w, g: conv_backward_loops(x, w, g)[::-1], "shape", "shape"),           # swapped order
     (lambda x, w, g: conv_backward_loops(x, w, g)[0], "pair", ""),                    # one tensor
     (lambda x, w, g: None, "pair", "return"),
+    (lambda x, w, g: (None, None), "grad_weight", "return"),                         # a pair of Nones
+    (lambda x, w, g: ("a", torch.zeros(3)), "expected shape", "shape"),              # not tensors
     (lambda x, w, g: (torch.zeros_like(x).long(), torch.zeros_like(w)), "", ""),     # integer / zeros
 ])
 def test_conv_backward_rejects_wrong_answers(answer, reason, hint):

@@ -306,7 +306,9 @@ class ConvBackward(Check):
             failure = tensor_failure(value, expected, f"{what} ({shapes})", floating=True,
                                      hint="a gradient has the shape of what it is the gradient of, "
                                           "and is built in floating point: start from torch.zeros_like")
-            if failure and value.shape == expected.shape and value.is_floating_point():   # the values differ
+            values_differ = (type(value) is torch.Tensor and value.shape == expected.shape
+                             and value.is_floating_point())
+            if failure and values_differ:
                 failure.hint = self._nudge(what, value.to(torch.float64), x, weight, grad_out)
             if failure:
                 return failure
