@@ -14,9 +14,14 @@ import torch
 import torch.nn.functional as F
 
 from cnnkit import check, contract, conv
+from cnnkit.autograd import Value
 from cnnkit.check import _core
 
 from conftest import NOTEBOOKS, ROOT
+# The answers of the checks with more to test live beside those tests; RIGHT and WRONG use them.
+import test_check_detection as detection_answers
+import test_check_teach_a as teach_a
+import test_check_teach_b as teach_b
 
 
 def stub(*args, **kwargs):
@@ -154,6 +159,18 @@ RIGHT = {
     "count_trainable": lambda m: sum(p.numel() for p in m.parameters() if p.requires_grad),
     "lr_groups": lambda layers, lr, d: [{"params": list(l.parameters()), "lr": lr * d ** (len(layers) - 1 - i)}
                                             for i, l in enumerate(layers)],
+    "value_ops": teach_a.GoodValue,
+    "batch_norm_backward": teach_a.bn_backward,
+    "net_from_table": teach_a.build,
+    "steepest_lr": teach_b.steepest(),
+    "train_loop": teach_b.loop(),
+    "augment_with_box": teach_b.augment(),
+    "fine_tuning": teach_b.fine_tuning(),
+    "iou": detection_answers.right_iou,
+    "nms": detection_answers.right_nms,
+    "encode_boxes": detection_answers.right_encode,
+    "average_precision": detection_answers.right_ap,
+    "filter_proposals": detection_answers.right_filter,
 }
 
 class BiasedBlock(GoodBlock):                          # convolutions with a bias: more parameters than needed
@@ -195,7 +212,8 @@ def train_mode_tta(model, x):
         return (model(x).softmax(1) + model(x.flip(-1)).softmax(1)) / 2
 
 
-# Realistic wrong answers of each exercise, with the words the failure must contain.
+# Realistic wrong answers of each exercise, with the words (a regex) the failure's reason must contain,
+# and optionally the words its hint must contain.
 WRONG = {
     "output_size": [(lambda i, k, s, p, d=1: (i - k + 2 * p) // s + 1, "a real nn.Conv2d gives"),   # forgets dilation
                     (lambda i, k, s, p, d=1: (i + 2 * p - d * (k - 1) - 1) / s + 1, "nn.Conv2d gives")],  # / not //
@@ -261,6 +279,62 @@ WRONG = {
                                           for i, l in enumerate(layers)], "got lr"),
                   (lambda layers, lr, d: [{"params": [p for l in layers for p in l.parameters()], "lr": lr}],
                    "expected a list of")],
+    "value_ops": [(teach_a.LogSlopeIsLog, r"d out / d x0 is 0.69.*torch.autograd gives 0.5"),
+                  (teach_a.ExpSlopeIsInput, r"d out / d x0 is 0 .*torch.autograd gives 1"),
+                  (teach_a.LogWithoutParent, r"is 0 \(0: does the new node name the node it came from"),
+                  (teach_a.LogReturnsFloat, r"log\(\) returned a float, not a Value"),
+                  (teach_a.LogNeverRaises, r"log of -1.0 returned a node; it must raise ValueError"),
+                  (teach_a.OnlyExp, r"no log of its own")],
+    "batch_norm_backward": [(teach_a.bn_mean_var_constant, "treats the column's mean and variance as constants"),
+                            (teach_a.bn_unbiased_var, r"dgamma .*differ"),
+                            (teach_a.bn_dbeta_mean, r"dbeta .*differ"),
+                            (teach_a.bn_forgets_mean_path, r"dx .*differ"),
+                            (lambda dout, x, gamma, eps=1e-5: teach_a.bn_backward(dout, x, gamma, eps)[0],
+                             "expected a tuple"),
+                            (lambda dout, x, gamma, eps=1e-5: None, "expected a tuple")],
+    "net_from_table": [(lambda table, in_shape: teach_a.build(table, in_shape, bias_rule=False),   # bias before bn
+                        r"parameters, the table's network"),
+                       (lambda table, in_shape: teach_a.build(table, in_shape, padding=False),     # sizes shrink
+                        r"parameters, the table's network|mat1 and mat2|shape"),
+                       (lambda table, in_shape: teach_a.build(table, in_shape, flatten_size=False),  # fc reads C
+                        "mat1 and mat2|shape"),
+                       (lambda table, in_shape: None, "expected an nn.Module, got NoneType"),
+                       (lambda table, in_shape: [nn.ReLU()], "expected an nn.Module, got list")],
+    "steepest_lr": [(teach_b.steepest(log=False), "expected"), (teach_b.steepest(index=True), "index")],
+    "train_loop": [(teach_b.loop(restore=False), "best epoch"),
+                   (teach_b.loop(zero_grad=False), "epoch 1"),
+                   (teach_b.loop(eval_mode=False), "validation loss"),
+                   (teach_b.loop(train_mode=False), "validation loss of epoch 2", r"model\.train\(\)"),
+                   (teach_b.loop(per_batch=True), "learning rate", "once per epoch"),
+                   (teach_b.loop(step_scheduler=False), "learning rate", "never changes"),
+                   (teach_b.loop(copy_best=False), "best epoch", "deepcopy"),
+                   (teach_b.loop(strict=False), "stopped too late", "strictly lower"),
+                   (teach_b.loop(off_by_one=True), "stopped too late"),
+                   (lambda *args: None, "expected")],
+    "augment_with_box": [(teach_b.augment(move_box=False), "the box says"),
+                         (teach_b.augment(flip_box=False), "the box says"),
+                         (teach_b.augment(off_by_one=True), "the box says"),
+                         (teach_b.augment(vertical=True), "no longer itself"),
+                         (teach_b.augment(shift=False), "position"),
+                         (teach_b.augment(flip=False), "never mirrored"),
+                         (lambda image, box: image, "expected")],
+    "fine_tuning": [(teach_b.fine_tuning(freeze_params=False), "should be frozen", "requires_grad=False"),
+                    (teach_b.fine_tuning(freeze_bn=False), "running_mean", "batch norm"),
+                    (teach_b.fine_tuning(decay_ok=False), "learning rate"),
+                    (teach_b.fine_tuning(head_trainable=False), "should train"),
+                    (lambda model, n, lr, d: None, "optimizer")],
+    "iou": [(detection_answers.unclamped_iou, "IoU is 0$"), (lambda a, b: detection_answers.right_iou(a, b) * 2, "IoU is"),
+            (lambda a, b: None, "got None")],
+    "nms": [(detection_answers.nms_ge, "NMS keeps"), (detection_answers.nms_without_sorting, "NMS keeps"),
+            (lambda b, s, t: list(range(len(b))), "NMS keeps")],
+    "encode_boxes": [(detection_answers.encode_without_log, "differ"), (detection_answers.encode_absolute_shift, "differ"),
+                     (lambda p, t: t - p, "differ")],
+    "average_precision": [(detection_answers.ap_without_envelope, "VOC AP is"),
+                          (detection_answers.ap_eleven_point, "VOC AP is"),
+                          (lambda p, r: sum(p) / max(len(p), 1), "VOC AP is")],
+    "filter_proposals": [(detection_answers.filter_before_clipping, "expected shape"),
+                         (detection_answers.filter_swapped_axes, "expected shape"),
+                         (lambda b, s, m: b, "expected shape")],
 }
 WRONG_CASES = [(name, i) for name, answers in WRONG.items() for i in range(len(answers))]
 
@@ -272,15 +346,9 @@ def _fresh_hint_state(monkeypatch):
     monkeypatch.setattr(_core, "_revealed", set())
 
 
-# Checks added by issue 17's teaching pass have their own test files (right, wrong, stub, probe round trip).
-TESTED_ELSEWHERE = {"value_ops", "batch_norm_backward", "net_from_table",      # tests/test_check_teach_a.py
-                    "steepest_lr", "train_loop", "augment_with_box", "fine_tuning",  # tests/test_check_teach_b.py
-                    "iou", "nms", "encode_boxes", "average_precision", "filter_proposals"}  # test_check_detection.py
-
-
 def test_every_check_has_answers_here():
-    assert set(RIGHT) == set(WRONG) == set(check.CHECKS) - TESTED_ELSEWHERE
-    assert len(check.CHECKS) == 31 + len(TESTED_ELSEWHERE)
+    assert set(RIGHT) == set(WRONG) == set(check.CHECKS)
+    assert len(check.CHECKS) == 43
 
 
 @pytest.mark.parametrize("name", list(RIGHT))
@@ -291,13 +359,14 @@ def test_right_answer_passes(name, capsys):
 
 @pytest.mark.parametrize("name,i", WRONG_CASES, ids=[f"{n}-{i}" for n, i in WRONG_CASES])
 def test_wrong_answer_fails_with_reason_and_hint(name, i):
-    answer, words = WRONG[name][i]
+    answer, words, *hint_words = WRONG[name][i]
     with pytest.raises(check.ExerciseFailed) as info:
         getattr(check, name)(answer)
     err = info.value
     assert isinstance(err, AssertionError) and not isinstance(err, check.NotImplementedYet)
     assert re.search(words, err.reason), err.reason
     assert err.hint, "every failure shows a hint"
+    assert all(re.search(words, err.hint) for words in hint_words), err.hint
     lines = err._render_traceback_()
     assert lines[0] == f"✘ {name}: {err.reason}" and lines[1].startswith("  Hint: ")
 
@@ -310,7 +379,7 @@ class StubBlock(nn.Module):
 
 
 def stub_for(name):
-    return StubBlock if name == "residual_block" else stub
+    return {"residual_block": StubBlock, "value_ops": teach_a.StubValue}.get(name, stub)
 
 
 @pytest.mark.parametrize("name", list(RIGHT))
@@ -340,20 +409,33 @@ class ReturningBlock(nn.Module):
         return None
 
 
+def returning_value(value):
+    """A Value subclass whose operations return `value`."""
+    class ReturningValue(Value):
+        def exp(self):
+            return value
+
+        def log(self):
+            return value
+    return ReturningValue
+
+
 @pytest.mark.parametrize("name", list(RIGHT))
 @pytest.mark.parametrize("value", [None, "0.25", object(), [None], math.nan], ids=["None", "str", "object", "list", "nan"])
 def test_none_or_wrong_type_is_a_failure_not_a_type_error(name, value):
-    answer = ReturningBlock if name == "residual_block" else returning(value)
+    answer = {"residual_block": ReturningBlock, "value_ops": returning_value(value)}.get(name, returning(value))
     with pytest.raises(check.ExerciseFailed) as info:
         getattr(check, name)(answer)
     assert not isinstance(info.value, check.NotImplementedYet)
     assert info.value.reason
+    # the check's own compare explains it; "could not compare" is the safety net for a crash in compare
+    assert "could not compare" not in info.value.reason, info.value.reason
 
 
 @pytest.mark.parametrize("name", list(RIGHT))
 @pytest.mark.parametrize("answer", [None, 5, "convolve"], ids=["None", "int", "str"])
 def test_passing_something_else_than_a_function_is_explained(name, answer):
-    with pytest.raises(check.ExerciseFailed, match="expected (a function|an nn.Module class)") as info:
+    with pytest.raises(check.ExerciseFailed, match="expected (a function|an nn.Module class|a subclass)") as info:
         getattr(check, name)(answer)
     assert "got" in info.value.reason and info.value.hint
 
@@ -407,7 +489,7 @@ def test_probe_round_trip_gives_the_interactive_verdict(name, tmp_path, capsys):
     getattr(check, name)(RIGHT[name], n=SMALL_N)
     assert capsys.readouterr().out.strip() == verdict.message
 
-    wrong, _ = WRONG[name][0]
+    wrong = WRONG[name][0][0]
     verdict = probe_and_judge(name, wrong, tmp_path)
     with pytest.raises(check.ExerciseFailed) as info:
         getattr(check, name)(wrong, n=SMALL_N)
@@ -429,7 +511,13 @@ def test_hidden_verdicts_never_show_the_students_text(name, tmp_path):
             super().__init__()
             raise ValueError(secret)
 
-    answer = LeakyBlock if name == "residual_block" else leaky
+    class LeakyValue(Value):
+        def exp(self):
+            raise ValueError(secret)
+
+        log = exp
+
+    answer = {"residual_block": LeakyBlock, "value_ops": LeakyValue}.get(name, leaky)
     shown = probe_and_judge(name, answer, tmp_path)
     assert secret in shown.message                                    # the public check shows it ...
     hidden = probe_and_judge(name, answer, tmp_path, seed=4242, hidden=True)
@@ -634,8 +722,7 @@ def test_notebook_test_cells_are_only_check_calls():
         assert public.group(1, 2) == hidden.group(1, 2) and public.group(1) in check.CHECKS
 
 
-# Checks tested in their own files (TESTED_ELSEWHERE) run their hidden calls there.
-@pytest.mark.parametrize("source", [s for s in notebook_test_cells() if CALL.match(s).group(1) in RIGHT],
+@pytest.mark.parametrize("source", notebook_test_cells(),
                          ids=lambda s: CALL.match(s).group(1))
 def test_hidden_calls_of_the_notebooks_pass_right_answers(source, capsys):
     name, _, n, seed = CALL.fullmatch(source.splitlines()[2]).groups()

@@ -1,13 +1,13 @@
-"""The exercise checks of notebooks/08_detection.ipynb: right answers pass, typical wrong ones fail
-with a reason and a hint, stubs say "not implemented yet", and grading mode agrees."""
+"""The exercise checks of notebooks/08_detection.ipynb: the right and typical wrong answers that
+tests/test_check.py's tables use (with the generic tests: reasons, hints, stubs, grading mode), every
+right formulation on more cases, and NMS's tie rule."""
 
 import pytest
 import torch
 import torchvision.ops as ops
 
 from cnnkit import check, detect
-from cnnkit.check import CHECKS, judge
-from cnnkit.check._core import run_case
+from cnnkit.check import CHECKS
 
 
 def right_iou(a, b):
@@ -114,6 +114,7 @@ def filter_swapped_axes(boxes, image_size, min_size):    # clips x to H and y to
     return right_filter(boxes, image_size[::-1], min_size)
 
 
+# More right answers than tests/test_check.py's RIGHT (the first of each): other formulations, library versions.
 RIGHT = {
     "iou": [right_iou, lambda a, b: float(ops.box_iou(torch.tensor([a]), torch.tensor([b]))[0, 0])],
     "nms": [right_nms, detect.nms, ops.nms, nms_ties_reversed],
@@ -121,18 +122,6 @@ RIGHT = {
     "average_precision": [right_ap, detect.average_precision],
     "filter_proposals": [right_filter],
 }
-WRONG = {
-    "iou": [unclamped_iou, lambda a, b: right_iou(a, b) * 2, lambda a, b: None],
-    "nms": [nms_ge, nms_without_sorting, lambda b, s, t: list(range(len(b)))],
-    "encode_boxes": [encode_without_log, encode_absolute_shift, lambda p, t: t - p],
-    "average_precision": [ap_without_envelope, ap_eleven_point, lambda p, r: sum(p) / max(len(p), 1)],
-    "filter_proposals": [filter_before_clipping, filter_swapped_axes, lambda b, s, m: b],
-}
-
-
-def test_every_lesson_08_check_is_registered_and_tested():
-    names = {"iou", "nms", "encode_boxes", "average_precision", "filter_proposals"}
-    assert names <= set(CHECKS) and set(RIGHT) == set(WRONG) == names
 
 
 @pytest.mark.parametrize("name, answer", [(n, a) for n, answers in RIGHT.items() for a in answers])
@@ -140,32 +129,6 @@ def test_right_answers_pass(name, answer, capsys):
     getattr(check, name)(answer)
     getattr(check, name)(answer, n=100, seed=5)
     assert f"✔ {name}: passed" in capsys.readouterr().out
-
-
-@pytest.mark.parametrize("name, answer", [(n, a) for n, answers in WRONG.items() for a in answers])
-def test_wrong_answers_fail_with_reason_and_hint(name, answer):
-    with pytest.raises(check.ExerciseFailed) as info:
-        getattr(check, name)(answer)
-    assert info.value.reason and info.value.hint
-    assert info.value._render_traceback_()[0].startswith(f"✘ {name}")
-
-
-@pytest.mark.parametrize("name", sorted(RIGHT))
-def test_stub_is_not_implemented_yet(name):
-    def stub(*args):
-        raise NotImplementedError()
-    with pytest.raises(check.NotImplementedYet):
-        getattr(check, name)(stub)
-
-
-@pytest.mark.parametrize("name", sorted(RIGHT))
-def test_grading_mode_agrees(name):
-    # The grader's path: cases and references on the trusted side, run() results judged.
-    chk = CHECKS[name]
-    cases = chk.cases(123, chk.default_n)
-    for answers, status in ((RIGHT, "passed"), (WRONG, "failed")):
-        results = [run_case(chk, answers[name][0], case) for case in cases]
-        assert judge(chk, cases, results).status == status
 
 
 def test_nms_accepts_any_order_among_exactly_tied_scores_only():

@@ -1,6 +1,7 @@
 """The exercise checks added by issue 17 for notebooks 02-04: value_ops, batch_norm_backward,
-net_from_table. Right answers pass (also on many random cases and through the grading
-path), realistic mistakes fail with a reason naming the mistake, and hints come in two tiers.
+net_from_table. The right and realistic wrong answers here are in tests/test_check.py's tables
+(the generic tests: reasons, hints, stubs, grading mode); this file tests what is specific:
+many random cases, the references, the hint tiers, odd results, the log's error message.
 """
 
 import math
@@ -101,26 +102,12 @@ def test_value_ops_random_graphs_use_both_operations_and_reuse_nodes():
                for case in cases)
 
 
-@pytest.mark.parametrize("answer, match", [
-    (ExpSlopeIsInput, r"d out / d x0 is 0 .*torch.autograd gives 1"),
-    (LogSlopeIsLog, r"d out / d x0 is 0.69.*torch.autograd gives 0.5"),
-    (LogWithoutParent, r"is 0 \(0: does the new node name the node it came from"),
-    (LogReturnsFloat, r"log\(\) returned a float, not a Value"),
-    (LogNeverRaises, r"log of -1.0 returned a node; it must raise ValueError"),
-    (OnlyExp, r"no log of its own"),
-])
-def test_value_ops_realistic_mistakes(answer, match):
-    fails(check.value_ops, answer, match)
-
-
 class ReleasedStub(Value):                 # what the student release shows: exp only, raising
     def exp(self):
         raise NotImplementedError()
 
 
 def test_value_ops_stub_and_non_class():
-    with pytest.raises(check.NotImplementedYet):
-        check.value_ops(StubValue)
     with pytest.raises(check.NotImplementedYet):
         check.value_ops(ReleasedStub)
     fails(check.value_ops, GoodValue(1.0), "expected a subclass")
@@ -135,17 +122,6 @@ def test_value_ops_hint_is_a_nudge_then_the_formula():
     assert "1 / a" in third.hint
     check.value_ops(GoodValue)                     # a pass resets the streak
     assert "1 / a" not in fails(check.value_ops, ExpSlopeIsInput, "d out").hint
-
-
-def test_value_ops_grading_path(tmp_path):
-    """probe (student kernel) + judge (grader) give the same verdicts as the interactive mode."""
-    c = check.CHECKS["value_ops"]
-    cases = c.cases(seed=123, n=40)
-    torch.save(cases, tmp_path / "cases.pt")
-    for answer, status in ((GoodValue, "passed"), (LogSlopeIsLog, "failed"), (StubValue, "not_implemented")):
-        _core.probe("value_ops", answer, tmp_path / "cases.pt", tmp_path / "results.pt")
-        results = torch.load(tmp_path / "results.pt", weights_only=True)
-        assert _core.judge(c, cases, results, hidden=True).status == status
 
 
 # --- 03: batch-norm backward ------------------------------------------------------------------
@@ -184,7 +160,6 @@ def bn_forgets_mean_path(dout, x, gamma, eps=1e-5):        # keeps the variance 
 
 
 def test_batch_norm_backward_right_answer_passes(capsys):
-    check.batch_norm_backward(bn_backward)
     check.batch_norm_backward(bn_backward, n=150, seed=4)
     assert "passed (150 checks)" in capsys.readouterr().out
 
@@ -197,18 +172,6 @@ def test_batch_norm_backward_matches_torch_layer():
     got = bn_backward(case["dout"], case["x"], case["gamma"], case["eps"])
     for g, w in zip(got, want):
         torch.testing.assert_close(g, w)
-
-
-@pytest.mark.parametrize("answer, match", [
-    (bn_mean_var_constant, "treats the column's mean and variance as constants"),
-    (bn_unbiased_var, r"dgamma .*differ"),
-    (bn_dbeta_mean, r"dbeta .*differ"),
-    (bn_forgets_mean_path, r"dx .*differ"),
-    (lambda dout, x, gamma, eps=1e-5: bn_backward(dout, x, gamma, eps)[0], "expected a tuple"),
-    (lambda dout, x, gamma, eps=1e-5: None, "expected a tuple"),
-])
-def test_batch_norm_backward_realistic_mistakes(answer, match):
-    fails(check.batch_norm_backward, answer, match)
 
 
 def test_batch_norm_backward_constant_dout_case_catches_a_missing_mean_path():
@@ -258,7 +221,6 @@ def build(table, in_shape, *, bias_rule=True, padding=True, flatten_size=True):
 
 
 def test_net_from_table_right_answer_passes(capsys):
-    check.net_from_table(build)
     check.net_from_table(build, n=120, seed=9)
     assert "passed (120 checks)" in capsys.readouterr().out
 
@@ -273,25 +235,6 @@ def test_net_from_table_reference_matches_resnet_small_plain():
     assert models.count_params(_reference_net(table, (1, 28, 28))) == models.count_params(ref)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(bias_rule=False), r"parameters, the table's network"),   # bias kept before batch norm
-    (dict(padding=False), "mat1 and mat2|shape"),                   # no padding: sizes shrink
-    (dict(flatten_size=False), "mat1 and mat2|shape"),              # fc reads C instead of C*H*W
-])
-def test_net_from_table_realistic_mistakes(kwargs, match):
-    fails(check.net_from_table, lambda table, in_shape: build(table, in_shape, **kwargs), match)
-
-
-def test_net_from_table_wrong_return_and_stub():
-    fails(check.net_from_table, lambda table, in_shape: None, "expected an nn.Module, got NoneType")
-    fails(check.net_from_table, lambda table, in_shape: [nn.ReLU()], "expected an nn.Module, got list")
-
-    def stub(table, in_shape):
-        raise NotImplementedError()
-    with pytest.raises(check.NotImplementedYet):
-        check.net_from_table(stub)
-
-
 def test_net_from_table_random_tables_cover_every_row_kind():
     cases = check.CHECKS["net_from_table"].cases(seed=0, n=100)
     kinds = {row[0] for case in cases for row in case["table"]}
@@ -299,38 +242,7 @@ def test_net_from_table_random_tables_cover_every_row_kind():
     assert any(row[0] == "conv" and row[3] == 2 for case in cases for row in case["table"])
 
 
-# --- all three: grading mode (probe in the student kernel + judge on the trusted side) ---------
-
-def _stub(*args, **kwargs):
-    raise NotImplementedError()
-
-
-@pytest.mark.parametrize("name, right, wrong, stub", [
-    ("value_ops", GoodValue, LogSlopeIsLog, StubValue),
-    ("batch_norm_backward", bn_backward, bn_mean_var_constant, _stub),
-    ("net_from_table", build, lambda t, s: build(t, s, bias_rule=False), _stub),
-])
-def test_probe_round_trip_gives_the_interactive_verdict(name, right, wrong, stub, tmp_path, capsys):
-    c = check.CHECKS[name]
-    cases = c.cases(seed=0, n=8)
-    torch.save(cases, tmp_path / "cases.pt")
-
-    def verdict(answer, hidden=False):
-        _core.probe(name, answer, tmp_path / "cases.pt", tmp_path / "results.pt")
-        return _core.judge(c, cases, torch.load(tmp_path / "results.pt", weights_only=True), hidden=hidden)
-
-    passed = verdict(right)
-    assert passed.status == "passed" and passed.passed == passed.total == len(cases)
-    getattr(check, name)(right, n=8)
-    assert capsys.readouterr().out.strip() == passed.message
-    failed = verdict(wrong)
-    with pytest.raises(check.ExerciseFailed) as info:
-        getattr(check, name)(wrong, n=8)
-    assert failed.status == "failed" and failed.message == info.value.reason
-    hidden = verdict(wrong, hidden=True)
-    assert hidden.status == "failed" and "table" not in hidden.message and "leaves" not in hidden.message
-    assert verdict(stub).status == "not_implemented"
-
+# --- all three: the judge on the trusted side -------------------------------------------------
 
 @pytest.mark.parametrize("name", ["value_ops", "batch_norm_backward", "net_from_table"])
 def test_judge_never_crashes_on_forged_or_odd_results(name):

@@ -1,5 +1,6 @@
-"""The exercise checks added for notebooks 05-07 (issue 17): a right answer passes, realistic mistakes fail
-with a hint, and the grading path (cases -> run -> plain data -> compare) agrees with the interactive one."""
+"""The exercise checks added for notebooks 05-07 (issue 17): the answers tests/test_check.py's tables use
+(realistic mistakes as options of one solution), and what is specific to each check: more seeds on the
+grading path (cases -> run -> plain data -> compare), the fixed cases, the reference."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import torch
 import torch.nn.functional as F
 
 import cnnkit
-from cnnkit.check import CHECKS, ExerciseFailed, to_plain
+import cnnkit.transfer  # noqa: F401  (fine_tuning() uses it)
+from cnnkit.check import CHECKS, to_plain
 from cnnkit.check.augmentation import AugmentWithBox
 from cnnkit.check.training import reference_train_loop
 from cnnkit.check.transfer import reference_fine_tuning
@@ -29,7 +31,7 @@ def _first_failure(name, answer, n=None, seed=0):
 
 # ---------------------------------------------------------------- 05: train_loop
 
-def _loop(*, zero_grad=True, eval_mode=True, train_mode=True, per_batch=False, copy_best=True,
+def loop(*, zero_grad=True, eval_mode=True, train_mode=True, per_batch=False, copy_best=True,
           restore=True, strict=True, off_by_one=False, step_scheduler=True):
     def train_loop(model, train_batches, val_batches, optimizer, scheduler, max_epochs, patience):
         history = {"val_loss": [], "lr": []}
@@ -65,25 +67,7 @@ def _loop(*, zero_grad=True, eval_mode=True, train_mode=True, per_batch=False, c
 
 def test_train_loop_reference_and_solution_pass():
     cnnkit.check.train_loop(reference_train_loop)
-    cnnkit.check.train_loop(_loop())
-    assert _first_failure("train_loop", _loop(), n=12, seed=3) is None
-
-
-@pytest.mark.parametrize("mistake, words", [
-    (dict(zero_grad=False), "epoch 1"),
-    (dict(eval_mode=False), "validation loss"),
-    (dict(train_mode=False), "model.train()"),
-    (dict(per_batch=True), "once per epoch"),
-    (dict(step_scheduler=False), "never changes"),
-    (dict(copy_best=False), "deepcopy"),
-    (dict(restore=False), "best epoch"),
-    (dict(strict=False), "strictly lower"),
-    (dict(off_by_one=True), "stopped too late"),
-])
-def test_train_loop_catches_realistic_mistakes(mistake, words):
-    failure = _first_failure("train_loop", _loop(**mistake))
-    assert failure is not None, mistake
-    assert words in failure.reason + failure.hint, (mistake, failure)
+    assert _first_failure("train_loop", loop(), n=12, seed=3) is None
 
 
 def test_train_loop_fixed_cases_stop_early_and_tie():
@@ -94,16 +78,9 @@ def test_train_loop_fixed_cases_stop_early_and_tie():
     assert tie["val_loss"][-1] == tie["val_loss"][-2]                # lr 0: equal losses, earliest kept
 
 
-def test_train_loop_interactive_failure_is_an_exercise_failure():
-    with pytest.raises(ExerciseFailed):
-        cnnkit.check.train_loop(_loop(restore=False))
-    with pytest.raises(ExerciseFailed, match="expected"):
-        cnnkit.check.train_loop(lambda *args: None)
-
-
 # ---------------------------------------------------------------- 06: augment_with_box
 
-def _augment(*, move_box=True, flip_box=True, vertical=False, off_by_one=False, shift=True, flip=True):
+def augment(*, move_box=True, flip_box=True, vertical=False, off_by_one=False, shift=True, flip=True):
     def augment_with_box(image, box):
         x0, y0, x1, y1 = box
         _, h, w = image.shape
@@ -122,32 +99,13 @@ def _augment(*, move_box=True, flip_box=True, vertical=False, off_by_one=False, 
 
 
 def test_augment_with_box_solution_passes():
-    cnnkit.check.augment_with_box(_augment())
-    assert _first_failure("augment_with_box", _augment(), n=10, seed=5) is None
-
-
-@pytest.mark.parametrize("mistake, words", [
-    (dict(move_box=False), "the box says"),
-    (dict(flip_box=False), "the box says"),
-    (dict(off_by_one=True), "the box says"),
-    (dict(vertical=True), "no longer itself"),
-    (dict(shift=False), "position"),
-    (dict(flip=False), "never mirrored"),
-])
-def test_augment_with_box_catches_label_errors(mistake, words):
-    failure = _first_failure("augment_with_box", _augment(**mistake))
-    assert failure is not None and words in failure.reason, (mistake, failure)
-
-
-def test_augment_with_box_wrong_return_type_is_reported():
-    failure = _first_failure("augment_with_box", lambda image, box: image)
-    assert failure is not None and "expected" in failure.reason
+    assert _first_failure("augment_with_box", augment(), n=10, seed=5) is None
     assert AugmentWithBox.draws >= 16
 
 
 # ---------------------------------------------------------------- 07: fine_tuning
 
-def _setup(*, freeze_bn=True, freeze_params=True, decay_ok=True, head_trainable=True):
+def fine_tuning(*, freeze_bn=True, freeze_params=True, decay_ok=True, head_trainable=True):
     def fine_tuning(model, n_frozen, head_lr, decay):
         stages = list(model.children())
         for stage in stages[:n_frozen]:
@@ -166,31 +124,13 @@ def _setup(*, freeze_bn=True, freeze_params=True, decay_ok=True, head_trainable=
 
 
 def test_fine_tuning_reference_and_solution_pass():
-    import cnnkit.transfer  # noqa: F401  (the solution uses it)
     cnnkit.check.fine_tuning(reference_fine_tuning)
-    assert _first_failure("fine_tuning", _setup(), n=10, seed=2) is None
-
-
-@pytest.mark.parametrize("mistake, words", [
-    (dict(freeze_bn=False), "batch norm"),
-    (dict(freeze_params=False), "requires_grad=False"),
-    (dict(decay_ok=False), "learning rate"),
-    (dict(head_trainable=False), "should train"),
-])
-def test_fine_tuning_catches_mistakes(mistake, words):
-    import cnnkit.transfer  # noqa: F401
-    failure = _first_failure("fine_tuning", _setup(**mistake))
-    assert failure is not None and words in failure.reason + failure.hint, (mistake, failure)
-
-
-def test_fine_tuning_no_optimizer_is_reported():
-    failure = _first_failure("fine_tuning", lambda model, n, lr, d: None)
-    assert failure is not None and "optimizer" in failure.reason + failure.hint
+    assert _first_failure("fine_tuning", fine_tuning(), n=10, seed=2) is None
 
 
 # ---------------------------------------------------------------- 05: steepest_lr
 
-def _steepest(*, log=True, index=False):
+def steepest(*, log=True, index=False):
     import numpy as np
 
     def steepest_lr(lrs, losses):
@@ -205,13 +145,6 @@ def test_steepest_lr_agrees_with_lr_find_suggestion():
     check = CHECKS["steepest_lr"]
     for case in check.cases(0, 20):
         assert check.reference(case) == LRFinderResult(case["lrs"], case["losses"]).suggestion
-    cnnkit.check.steepest_lr(_steepest())
-
-
-@pytest.mark.parametrize("mistake, words", [(dict(log=False), "expected"), (dict(index=True), "index")])
-def test_steepest_lr_catches_mistakes(mistake, words):
-    failure = _first_failure("steepest_lr", _steepest(**mistake))
-    assert failure is not None and words in failure.reason, (mistake, failure)
 
 
 # ---------------------------------------------------------------- cnnkit.lessons

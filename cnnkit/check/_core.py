@@ -39,12 +39,13 @@ from typing import Callable, Iterable
 import torch
 
 from cnnkit import contract
+from cnnkit.check._cases import random_cases, seeded
 from cnnkit.check._plain import PlainDataError, _copy_case, _type_name, describe, describe_type, to_plain
 from cnnkit.check._score import Score
 
 __all__ = ["Check", "register", "CHECKS", "Failure", "Verdict", "PlainDataError", "to_plain",
            "ExerciseFailed", "NotImplementedYet", "Score", "judge", "probe", "run_case",
-           "interactive", "hint", "seeded", "describe", "number", "tensor_failure"]
+           "interactive", "hint", "seeded", "random_cases", "describe", "number", "tensor_failure"]
 
 
 # ----------------------------------------------------------------------------
@@ -120,13 +121,18 @@ def number(got, *, what: str = "a number") -> tuple[float | int | None, Failure 
 
 
 def tensor_failure(got, want: torch.Tensor, what: str, hint: str = "", formula: str = "",
-                   atol: float = 1e-5, rtol: float = 1e-4) -> Failure | None:
-    """None if `got` is a tensor of want's shape and close values, else the reason."""
+                   atol: float = 1e-5, rtol: float = 1e-4, *, floating: bool = False) -> Failure | None:
+    """None if `got` is a tensor of want's shape and close values, else the reason.
+
+    Integer tensors are compared by value unless `floating` asks for a floating-point dtype.
+    """
     if type(got) is not torch.Tensor:
         return Failure(f"{what}: expected a tensor, got {describe_type(got)}",
                        "did you forget `return`?" if got is None else hint, formula)
     if tuple(got.shape) != tuple(want.shape):
         return Failure(f"{what}: expected shape {tuple(want.shape)}, got {tuple(got.shape)}", hint, formula)
+    if floating and not got.is_floating_point():
+        return Failure(f"{what}: expected a floating-point tensor, got {got.dtype}", hint, formula)
     if not (got.is_floating_point() or got.dtype in (torch.int64, torch.int32, torch.int16, torch.int8,
                                                       torch.uint8)):
         return Failure(f"{what}: expected real numbers, got a {got.dtype} tensor", hint, formula)
@@ -136,14 +142,6 @@ def tensor_failure(got, want: torch.Tensor, what: str, hint: str = "", formula: 
         return Failure(f"{what}: values differ from PyTorch by up to {diff.nan_to_num(float('inf')).max().item():.3g}",
                        hint, formula)
     return None
-
-
-@contextlib.contextmanager
-def seeded(seed: int):
-    """Run a block with torch's global generator seeded, restoring the caller's state after."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield
 
 
 # ----------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import random
 import torch
 from torch import nn
 
-from cnnkit.check._core import Check, Failure, describe_type, number, register, seeded
+from cnnkit.check._core import Check, Failure, describe_type, number, random_cases, register, seeded
 
 
 @register
@@ -22,13 +22,12 @@ class TopkAccuracy(Check):
                "a row counts if its target is among them; return the fraction as a float")
 
     def cases(self, seed, n):
-        gen, cases = torch.Generator().manual_seed(seed), []
-        for _ in range(n):
+        def random_case(gen):
             rows, classes = int(torch.randint(1, 50, (1,), generator=gen)), int(torch.randint(2, 20, (1,), generator=gen))
             k = int(torch.randint(1, classes + 1, (1,), generator=gen))
-            cases.append({"logits": torch.randn(rows, classes, generator=gen),
-                          "targets": torch.randint(0, classes, (rows,), generator=gen), "k": k})
-        return cases
+            return {"logits": torch.randn(rows, classes, generator=gen),
+                    "targets": torch.randint(0, classes, (rows,), generator=gen), "k": k}
+        return random_cases(seed, n, random_case)
 
     def run(self, answer, case):
         return answer(case["logits"], case["targets"], case["k"])

@@ -323,7 +323,11 @@ class AugmentWithBox(Check):
             return Failure(f"expected {self.returns}, got {describe_type(got)}",
                            "did you forget `return image, box`?" if got is None else "return a pair: (image, box)")
         shape, flips, positions = tuple(case["image"].shape), set(), set()
-        for i, (image, box) in enumerate(got, start=1):
+        for i, draw in enumerate(got, start=1):
+            if type(draw) is not list or len(draw) != 2:   # run() passed the answer's non-pair result through
+                return Failure(f"expected {self.returns}, got {describe(got)}",
+                               "return a pair: (image, box)")
+            image, box = draw
             if type(image) is not torch.Tensor or tuple(image.shape) != shape:
                 return Failure(f"draw {i}: expected an image tensor of shape {shape}, got {describe_type(image)}",
                                "keep the image size: shift with zero fill inside the same frame, do not crop")

@@ -10,7 +10,7 @@ import random
 import torch
 import torch.nn.functional as F
 
-from cnnkit.check._core import Check, Failure, describe_type, number, register
+from cnnkit.check._core import Check, Failure, describe_type, number, random_cases, register, tensor_failure
 
 # The 5x5 image and 3x3 kernel of the lecture notes, and the notes' pooling example.
 NOTES_IMAGE = [[1, 1, 1, 0, 0], [0, 1, 1, 1, 0], [0, 0, 1, 1, 1], [0, 0, 1, 1, 0], [0, 1, 1, 0, 0]]
@@ -94,15 +94,15 @@ class Convolve(Check):
     formula = "output[i, j] = sum of image[i:i+K_h, j:j+K_w] * kernel (element-wise, no flip)"
 
     def cases(self, seed, n):
-        cases = [{"image": torch.tensor(NOTES_IMAGE, dtype=torch.float32),
-                  "kernel": torch.tensor(NOTES_KERNEL, dtype=torch.float32)}]
-        gen = torch.Generator().manual_seed(seed)
-        while len(cases) < n:
+        notes = {"image": torch.tensor(NOTES_IMAGE, dtype=torch.float32),
+                 "kernel": torch.tensor(NOTES_KERNEL, dtype=torch.float32)}
+
+        def random_case(gen):
             kh, kw = (int(v) for v in torch.randint(1, 5, (2,), generator=gen))
             h = kh + int(torch.randint(0, 6, (1,), generator=gen))
             w = kw + int(torch.randint(0, 6, (1,), generator=gen))
-            cases.append({"image": torch.randn(h, w, generator=gen), "kernel": torch.randn(kh, kw, generator=gen)})
-        return cases
+            return {"image": torch.randn(h, w, generator=gen), "kernel": torch.randn(kh, kw, generator=gen)}
+        return random_cases(seed, n, random_case, fixed=[notes])
 
     def run(self, answer, case):
         got = answer(case["image"], case["kernel"])
@@ -145,14 +145,14 @@ class MaxPool(Check):
 
     def cases(self, seed, n):
         notes = torch.tensor(NOTES_POOL, dtype=torch.float32)
-        cases = [{"image": notes, "size": 3, "stride": 1}, {"image": notes.clone(), "size": 2, "stride": 2}]
-        gen = torch.Generator().manual_seed(seed)
-        while len(cases) < n:
+        fixed = [{"image": notes, "size": 3, "stride": 1}, {"image": notes.clone(), "size": 2, "stride": 2}]
+
+        def random_case(gen):
             size = int(torch.randint(1, 4, (1,), generator=gen))
             stride = int(torch.randint(1, 4, (1,), generator=gen))
             h, w = (size + int(v) for v in torch.randint(0, 7, (2,), generator=gen))
-            cases.append({"image": torch.randn(h, w, generator=gen), "size": size, "stride": stride})
-        return cases
+            return {"image": torch.randn(h, w, generator=gen), "size": size, "stride": stride}
+        return random_cases(seed, n, random_case, fixed)
 
     def run(self, answer, case):
         return answer(case["image"], case["size"], case["stride"])
@@ -274,18 +274,18 @@ class ConvBackward(Check):
         image = torch.tensor(NOTES_IMAGE, dtype=torch.float64)[None]          # (1, 5, 5)
         kernel = torch.tensor(NOTES_KERNEL, dtype=torch.float64)[None, None]  # (1, 1, 3, 3)
         asym = torch.arange(6, dtype=torch.float64).reshape(1, 1, 2, 3)       # a kernel whose flip matters
-        cases = [
+        fixed = [
             {"x": image, "weight": kernel, "grad_out": torch.ones(1, 3, 3, dtype=torch.float64)},
             {"x": image.clone(), "weight": asym, "grad_out": torch.ones(1, 4, 3, dtype=torch.float64)},
         ]
-        gen = torch.Generator().manual_seed(seed)
-        while len(cases) < n:
+
+        def random_case(gen):
             c_in, c_out, kh, kw = (int(v) for v in torch.randint(1, 4, (4,), generator=gen))
             h, w = (k + int(v) for k, v in zip((kh, kw), torch.randint(0, 5, (2,), generator=gen)))
-            cases.append({"x": torch.randn(c_in, h, w, generator=gen, dtype=torch.float64),
-                          "weight": torch.randn(c_out, c_in, kh, kw, generator=gen, dtype=torch.float64),
-                          "grad_out": torch.randn(c_out, h - kh + 1, w - kw + 1, generator=gen, dtype=torch.float64)})
-        return cases
+            return {"x": torch.randn(c_in, h, w, generator=gen, dtype=torch.float64),
+                    "weight": torch.randn(c_out, c_in, kh, kw, generator=gen, dtype=torch.float64),
+                    "grad_out": torch.randn(c_out, h - kh + 1, w - kw + 1, generator=gen, dtype=torch.float64)}
+        return random_cases(seed, n, random_case, fixed)
 
     def run(self, answer, case):
         with torch.no_grad():
@@ -301,25 +301,17 @@ class ConvBackward(Check):
         if type(got) is not tuple or len(got) != 2:
             return Failure(f"expected a pair (grad_x, grad_weight), got {describe_type(got)}",
                            "return grad_x, grad_weight" if got is not None else "did you forget `return`?")
-        grad_x, grad_w = got
-        want_x, want_w = want
         x, weight, grad_out = case["x"], case["weight"], case["grad_out"]
-        for what, value, expected, shape_of in (("grad_weight", grad_w, want_w, "weight"),
-                                                ("grad_x", grad_x, want_x, "x")):
-            if type(value) is not torch.Tensor:
-                return Failure(f"{what}: expected a tensor, got {describe_type(value)}", self.hint)
-            if tuple(value.shape) != tuple(expected.shape):
-                return Failure(f"for {shapes}, {what} must have the shape of {shape_of} {tuple(expected.shape)}, "
-                               f"you returned {tuple(value.shape)}", "a gradient has the shape of what it is the "
-                               "gradient of")
-            if not value.is_floating_point():
-                return Failure(f"{what}: expected a floating-point tensor, got {value.dtype}",
-                               "start from torch.zeros_like(x) / torch.zeros_like(weight)")
-            value = value.to(torch.float64)
-            if not torch.allclose(value, expected, atol=1e-5, rtol=1e-4):
-                return Failure(f"for {shapes}, {what} differs from torch.autograd by up to "
-                               f"{(value - expected).abs().nan_to_num(float('inf')).max().item():.3g}",
-                               self._nudge(what, value, x, weight, grad_out))
+        for what, value, expected in (("grad_weight", got[1], want[1]), ("grad_x", got[0], want[0])):
+            failure = tensor_failure(value, expected, f"{what} ({shapes})", floating=True,
+                                     hint="a gradient has the shape of what it is the gradient of, "
+                                          "and is built in floating point: start from torch.zeros_like")
+            values_differ = (type(value) is torch.Tensor and value.shape == expected.shape
+                             and value.is_floating_point())
+            if failure and values_differ:
+                failure.hint = self._nudge(what, value.to(torch.float64), x, weight, grad_out)
+            if failure:
+                return failure
         return None
 
     @staticmethod

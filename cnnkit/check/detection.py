@@ -65,7 +65,7 @@ class Iou(Check):
         value, failure = number(got, what="a float")
         if failure:
             return failure
-        if abs(value - want) > 1e-5:
+        if not abs(value - want) <= 1e-5:                # NaN is never close
             hint = self.hint if want == 0 else "IoU = intersection / union; union = area_a + area_b - intersection"
             return Failure(f"for boxes {case['box_a']} and {case['box_b']} you returned {value:.4g}, "
                            f"IoU is {want:.4g}", hint)
@@ -214,7 +214,7 @@ class AveragePrecision(Check):
         value, failure = number(got, what="a float")
         if failure:
             return failure
-        if abs(value - want) > 1e-6:
+        if not abs(value - want) <= 1e-6:                # NaN is never close
             curve = ", ".join(f"({r:.2f}, {p:.2f})" for p, r in zip(case["precision"], case["recall"]))
             return Failure(f"for the curve (recall, precision) = {curve or 'empty'} you returned {value:.4g}, "
                            f"VOC AP is {want:.4g}", self.hint)

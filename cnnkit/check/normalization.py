@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnkit.check._core import Check, Failure, describe_type, number, register, seeded, tensor_failure
+from cnnkit.check._core import (Check, Failure, describe_type, number, random_cases, register, seeded,
+                               tensor_failure)
 
 
 @register
@@ -24,12 +25,11 @@ class BatchNormTrain(Check):
                "sqrt(biased variance + eps): x.var(dim=0, unbiased=False)")
 
     def cases(self, seed, n):
-        gen, cases = torch.Generator().manual_seed(seed), []
-        for _ in range(n):
+        def random_case(gen):
             rows, cols = int(torch.randint(2, 40, (1,), generator=gen)), int(torch.randint(1, 8, (1,), generator=gen))
-            cases.append({"x": torch.randn(rows, cols, generator=gen) * (1 + 5 * torch.rand(cols, generator=gen)) + 3,
-                          "eps": 1e-5})
-        return cases
+            return {"x": torch.randn(rows, cols, generator=gen) * (1 + 5 * torch.rand(cols, generator=gen)) + 3,
+                    "eps": 1e-5}
+        return random_cases(seed, n, random_case)
 
     def run(self, answer, case):
         return answer(case["x"], case["eps"])
@@ -49,11 +49,10 @@ class LayerNormRows(Check):
     formula = "per row (example): mean and biased variance over dim=1, keepdim=True"
 
     def cases(self, seed, n):
-        gen, cases = torch.Generator().manual_seed(seed), []
-        for _ in range(n):
+        def random_case(gen):
             rows, cols = int(torch.randint(1, 20, (1,), generator=gen)), int(torch.randint(2, 30, (1,), generator=gen))
-            cases.append({"x": torch.randn(rows, cols, generator=gen) * 4 - 2, "eps": 1e-5})
-        return cases
+            return {"x": torch.randn(rows, cols, generator=gen) * 4 - 2, "eps": 1e-5}
+        return random_cases(seed, n, random_case)
 
     def run(self, answer, case):
         return answer(case["x"], case["eps"])
@@ -194,11 +193,11 @@ class BatchNormBackward(Check):
                  case(6, 2, dout=lambda N, C: torch.ones(N, C, dtype=torch.float64)),   # dx must be 0
                  case(8, 3, scale=5.0, shift=10.0),                      # far from mean 0, std 1
                  case(5, 4, eps=0.5)]                                     # eps really matters
-        gen = torch.Generator().manual_seed(seed + 1)
-        while len(fixed) < n:
+
+        def random_case(gen):                     # its own generator for the sizes, `g` for the values
             N, C = torch.randint(2, 17, (2,), generator=gen).tolist()
-            fixed.append(case(N, max(1, C // 3), scale=float(torch.rand(1, generator=gen)) * 4 + 0.2))
-        return fixed
+            return case(N, max(1, C // 3), scale=float(torch.rand(1, generator=gen)) * 4 + 0.2)
+        return random_cases(seed + 1, n, random_case, fixed)
 
     def describe_case(self, case):
         return f"x of shape {tuple(case['x'].shape)}, eps={case['eps']}"

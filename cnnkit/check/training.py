@@ -372,7 +372,7 @@ class SteepestLr(Check):
         if failure:
             return failure
         if not abs(value - want) <= 1e-12 + 1e-9 * want:
-            if isinstance(value, int) or (value == int(value) and 0 <= value < len(case["lrs"])):
+            if isinstance(value, int) or (math.isfinite(value) and value == int(value) and 0 <= value < len(case["lrs"])):
                 return Failure(f"got {value}, expected {want:.3g}: that looks like an index", self.hint, self.formula)
             return Failure(f"got {value:.3g}, expected {want:.3g} for {len(case['lrs'])} rates "
                            f"from {case['lrs'][0]:.1e} to {case['lrs'][-1]:.1e}", self.hint, self.formula)
