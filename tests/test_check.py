@@ -147,9 +147,7 @@ RIGHT = {
     "residual_block": GoodBlock,
     "head_in_features": lambda f, size: f(torch.zeros(size)).flatten(1).shape[1],
     "should_stop": lambda v, p: len(v) - 1 - v.index(min(v)) >= p,
-    "epoch_to_keep": lambda v: v.index(min(v)) + 1,
     "step_lr": lambda e, b, s, g: b * g ** (e // s),
-    "overfitting_epoch": lambda t, v: None if v.index(min(v)) == len(v) - 1 else v.index(min(v)) + 1,
     "digit_augmentation": lambda: v2.RandomAffine(degrees=12, translate=(0.08, 0.08), scale=(0.9, 1.1)),
     "split_without_leak": good_split,
     "flip_tta": good_flip_tta,
@@ -256,12 +254,8 @@ WRONG = {
                          (lambda f, size: f(torch.zeros(size)).numel(), "Flatten produces")],
     "should_stop": [(lambda v, p: len(v) > p and v[-1] > v[-1 - p], "expected"),            # compares one epoch
                     (lambda v, p: len(v) - 1 - v.index(min(v)) > p, "expected True")],     # > for >=
-    "epoch_to_keep": [(lambda v: v.index(min(v)), "expected epoch"),                        # 0-based
-                      (lambda v: len(v) - v[::-1].index(min(v)), "expected epoch 1")],      # last on ties
     "step_lr": [(lambda e, b, s, g: b * g ** ((e + 1) // s), "StepLR gives"),
                 (lambda e, b, s, g: b * g ** (e / s), "StepLR gives")],
-    "overfitting_epoch": [(lambda t, v: next((i for i in range(1, len(v)) if v[i] > v[i - 1]), None), "expected"),
-                          (lambda t, v: None if v.index(min(v)) == len(v) - 1 else v.index(min(v)), "expected 3")],
     "digit_augmentation": [(lambda: v2.Compose([v2.RandomHorizontalFlip(), v2.RandomAffine(degrees=10)]), "mirrored"),
                            (lambda: v2.Identity(), "changed the image"),
                            (lambda: v2.RandomCrop(24), "expected a float tensor")],
@@ -348,7 +342,15 @@ def _fresh_hint_state(monkeypatch):
 
 def test_every_check_has_answers_here():
     assert set(RIGHT) == set(WRONG) == set(check.CHECKS)
-    assert len(check.CHECKS) == 43
+
+
+def test_every_check_is_used_by_a_notebook():
+    """No dead checks: each registered check is called by a test cell of some notebook."""
+    import re
+
+    from conftest import NOTEBOOKS
+    called = {m for path in NOTEBOOKS for m in re.findall(r"cnnkit\.check\.(\w+)\(", path.read_text())}
+    assert set(check.CHECKS) - called == set()
 
 
 @pytest.mark.parametrize("name", list(RIGHT))

@@ -1,4 +1,4 @@
-"""Checks of notebooks/05_training.ipynb: early stopping, the epoch to keep, StepLR, overfitting.
+"""Checks of notebooks/05_training.ipynb: early stopping, StepLR, the training loop, the range test.
 
 See: notebooks/05_training.ipynb
 """
@@ -65,32 +65,6 @@ class ShouldStop(Check):
 
 
 @register
-class EpochToKeep(Check):
-    """fn(val_losses) -> the 1-based epoch whose weights to keep (lowest loss, earliest on ties)."""
-    name, default_n, returns = "epoch_to_keep", 200, "an int"
-    hint = "epochs are counted from 1; on ties keep the earliest epoch"
-
-    def cases(self, seed, n):
-        rng = random.Random(seed)
-        fixed = [[0.9, 0.5, 0.7], [0.5, 0.5], [1.0], OVERFIT_CURVE]
-        return [{"val_losses": v} for v in fixed + [_random_curve(rng, rng.randint(1, 20)) for _ in range(n - 4)]]
-
-    def run(self, answer, case):
-        return answer(list(case["val_losses"]))
-
-    def reference(self, case):
-        return _best(case["val_losses"]) + 1
-
-    def compare(self, got, want, case):
-        value, failure = number(got, what="an int")
-        if failure:
-            return failure
-        if value != want:
-            return Failure(f"for val_losses={case['val_losses']} you returned {got!r}, expected epoch {want}")
-        return None
-
-
-@register
 class StepLR(Check):
     """fn(epoch, base_lr, step_size, gamma) -> the learning rate torch's StepLR uses in that epoch (from 0)."""
     name, default_n, returns = "step_lr", 101, "a float"
@@ -125,48 +99,6 @@ class StepLR(Check):
         if not abs(value - want) <= case.get("tol", 1e-12 + 1e-9 * want):
             return Failure(f"epoch={case['epoch']}, base_lr={case['base_lr']}, step_size={case['step_size']}, "
                            f"gamma={case['gamma']}: you returned {value!r}, StepLR gives {want:.6g}")
-        return None
-
-
-@register
-class OverfittingEpoch(Check):
-    """fn(train_losses, val_losses) -> the epoch (1-based) after which the model overfits, or None."""
-    name, default_n, returns = "overfitting_epoch", 6, "an int or None"
-    hint = "no overfitting while validation still improves; otherwise it starts after the best validation epoch"
-    formula = ("no overfitting while validation still improves: if the best validation loss "
-               "is at the last epoch return None, else return the epoch of the best one")
-
-    def cases(self, seed, n):
-        rng = random.Random(seed)
-        fixed = [
-            ([1.0, 0.7, 0.5, 0.4, 0.3, 0.2], [1.1, 0.8, 0.6, 0.65, 0.7, 0.8]),
-            ([1.0, 0.7, 0.5, 0.4], [1.1, 0.8, 0.6, 0.55]),              # still improving: keep training
-            ([2.0, 1.5, 1.4, 1.3, 1.2], [2.1, 1.7, 1.8, 1.9, 2.0]),
-            ([1.0, 0.9], [1.0, 1.2]),
-            ([1.0, 0.8, 0.6, 0.5], [1.0, 0.9, 0.95, 0.85]),             # a bump, then a new best
-            ([1.0, 0.5], [1.0, 0.5]),
-        ]
-        while len(fixed) < n:
-            length = rng.randint(1, 15)
-            fixed.append((_random_curve(rng, length), _random_curve(rng, length)))
-        return [{"train_losses": t, "val_losses": v} for t, v in fixed]
-
-    def run(self, answer, case):
-        return answer(list(case["train_losses"]), list(case["val_losses"]))
-
-    def reference(self, case):
-        best, val = _best(case["val_losses"]), case["val_losses"]
-        return None if best == len(val) - 1 else best + 1
-
-    def compare(self, got, want, case):
-        if got is None or want is None:
-            right = got is want
-        else:
-            value, failure = number(got, what="an int or None")
-            right = failure is None and value == want
-        if not right:
-            return Failure(f"for train={case['train_losses']}, val={case['val_losses']} you returned {got!r}, "
-                           f"expected {want!r}")
         return None
 
 
