@@ -13,6 +13,14 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
+@pytest.fixture
+def fresh_hints(monkeypatch):
+    """A fresh check 'session' for one test: no failure streaks, no revealed formulas."""
+    from cnnkit.check import _core
+    monkeypatch.setattr(_core, "_streak", {})
+    monkeypatch.setattr(_core, "_revealed", set())
+
+
 @pytest.fixture(autouse=True)
 def _close_figures():
     yield

@@ -7,17 +7,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnkit import check, conv
-from cnnkit.check import ExerciseFailed, _core
+from cnnkit.check import ExerciseFailed
 
 
-@pytest.fixture(autouse=True)
-def fresh_hint_state():
-    """Each test starts a fresh 'session': no failure streak, no revealed formula."""
-    _core._streak.clear()
-    _core._revealed.clear()
-    yield
-    _core._streak.clear()
-    _core._revealed.clear()
+pytestmark = pytest.mark.usefixtures("fresh_hints")      # tests/conftest.py
 
 
 def separable_right(c_in, c_out, k):
@@ -51,14 +44,19 @@ def test_separable_params_rejects_wrong_answers(answer, hint):
     assert hint in info.value.hint
 
 
-def conv_backward_loops(x, weight, grad_out):
+def conv_backward_loops(x, weight, grad_out, accumulate=True):
+    """The loops of the lecture; accumulate=False is the classic bug (= instead of += into grad_x)."""
     grad_x, grad_w = torch.zeros_like(x), torch.zeros_like(weight)
     kh, kw = weight.shape[2:]
     for f in range(weight.shape[0]):
         for i in range(grad_out.shape[1]):
             for j in range(grad_out.shape[2]):
                 grad_w[f] += grad_out[f, i, j] * x[:, i:i + kh, j:j + kw]
-                grad_x[:, i:i + kh, j:j + kw] += grad_out[f, i, j] * weight[f]
+                contribution = grad_out[f, i, j] * weight[f]
+                if accumulate:
+                    grad_x[:, i:i + kh, j:j + kw] += contribution
+                else:
+                    grad_x[:, i:i + kh, j:j + kw] = contribution
     return grad_x, grad_w
 
 
@@ -83,14 +81,7 @@ def _flipped_x(x, weight, grad_out):
 
 
 def _assign_not_accumulate(x, weight, grad_out):
-    grad_x, grad_w = torch.zeros_like(x), torch.zeros_like(weight)
-    kh, kw = weight.shape[2:]
-    for f in range(weight.shape[0]):
-        for i in range(grad_out.shape[1]):
-            for j in range(grad_out.shape[2]):
-                grad_w[f] += grad_out[f, i, j] * x[:, i:i + kh, j:j + kw]
-                grad_x[:, i:i + kh, j:j + kw] = grad_out[f, i, j] * weight[f]   # = instead of +=
-    return grad_x, grad_w
+    return conv_backward_loops(x, weight, grad_out, accumulate=False)
 
 
 def _flipped_w(x, weight, grad_out):

@@ -15,13 +15,7 @@ from cnnkit.autograd import Value
 from cnnkit.check import _core
 
 
-@pytest.fixture(autouse=True)
-def _fresh_hint_state():
-    _core._streak.clear()
-    _core._revealed.clear()
-    yield
-    _core._streak.clear()
-    _core._revealed.clear()
+pytestmark = pytest.mark.usefixtures("fresh_hints")      # tests/conftest.py
 
 
 def fails(fn, answer, match):
